@@ -1,0 +1,110 @@
+"""Checkpoints with orbax: save every N steps, keep the last K, resume from the
+newest step that really restores.
+
+Each checkpoint holds the train state (params, optimizer state, step) and a
+small JSON item ``meta`` with the host counters (``tokens``, ``flops``,
+``loss_tokens``) so they continue across a resume.
+
+Orbax ignores unfinalised temporary directories, but a finalised step whose
+files were truncated or lost is still listed and then fails to restore, and a
+later ``save`` of the same step number would silently do nothing. So a step
+that fails to restore is moved aside (``checkpoints/corrupt/<step>-<time>``)
+with a warning naming it, and the previous step is tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from etils import epath
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+  """Thin wrapper over ``ocp.CheckpointManager`` for one run directory.
+
+  Args:
+    directory: ``<workdir>/checkpoints`` (local path or ``gs://``).
+    keep: number of most recent checkpoints kept.
+    async_save: save in a background thread (orbax async checkpointing).
+  """
+
+  def __init__(self, directory, keep: int = 3, async_save: bool = True):
+    self.directory = epath.Path(directory)
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+    self._manager = self._new_manager()
+
+  def _new_manager(self):
+    return ocp.CheckpointManager(self.directory, options=self._options,
+                                 item_names=("state", "meta"))
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
+    """Starts saving ``state`` and ``meta`` at ``step`` (asynchronous)."""
+    return self._manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      meta=ocp.args.JsonSave(meta)),
+        force=force)
+
+  def restore(self, step: int, abstract_state):
+    """Restores ``step`` into the shardings of ``abstract_state``.
+
+    ``abstract_state`` is a tree of ``jax.ShapeDtypeStruct`` with shardings,
+    so a checkpoint written on another mesh or device count is resharded.
+
+    Returns:
+      (state, meta).
+    """
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            meta=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["meta"])
+
+  def restore_latest(self, abstract_state, max_step: int | None = None):
+    """Restores the newest step that restores, moving broken ones aside.
+
+    Returns:
+      (step, state, meta), or None when no step restores.
+    """
+    for step in reversed(self.steps()):
+      if max_step is not None and step > max_step:
+        continue
+      try:
+        state, meta = self.restore(step, abstract_state)
+        return step, state, meta
+      except Exception as e:  # pylint: disable=broad-except
+        self._move_aside(step, e)
+    return None
+
+  def _move_aside(self, step: int, error: Exception):
+    if jax.process_index() == 0:
+      aside = self.directory.parent / "corrupt_checkpoints"
+      aside.mkdir(parents=True, exist_ok=True)
+      target = aside / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+      (self.directory / str(step)).rename(target)
+      log.warning("checkpoint step %d failed to restore (%s: %s); moved it "
+                  "to %s and trying the previous step", step,
+                  type(error).__name__, str(error).splitlines()[0][:200],
+                  target)
+      print(f"WARNING: checkpoint step {step} failed to restore "
+            f"({type(error).__name__}); moved aside to {target}", flush=True)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"move_aside_{step}")
+    self._manager.close()
+    self._manager = self._new_manager()
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.wait_until_finished()
+    self._manager.close()

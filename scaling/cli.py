@@ -1,0 +1,125 @@
+"""The ``scaling`` command: the one place that ties the packages together.
+
+    scaling train --workdir DIR [--config FILE[:ARG]] [--config.KEY=VALUE ...]
+                  [--init-from RUN_DIR@STEP]
+    scaling experiments
+    scaling sweep NAME --workdir DIR [--dry-run] [--only REGEX]
+    scaling analyze PATH --out DIR [column flags]
+    scaling launch {local,tpu,slurm,gke} ...
+
+A config error names the field and the fix and exits with status 2 before
+anything is compiled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scaling import config as config_lib
+
+USAGE = __doc__
+
+
+def parse_train_args(argv: list[str]):
+  """Splits ``--config.KEY=VALUE`` overrides from the other train flags.
+
+  Returns:
+    (args, overrides) with overrides a list of (dotted key, text value).
+  Raises:
+    ConfigError: an override without a value.
+  """
+  overrides, rest = [], []
+  it = iter(argv)
+  for arg in it:
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      if not eq:
+        try:
+          value = next(it)
+        except StopIteration:
+          raise config_lib.ConfigError(key, "override needs a value: "
+                                       f"--config.{key}=VALUE") from None
+      overrides.append((key, value))
+    else:
+      rest.append(arg)
+  parser = argparse.ArgumentParser(prog="scaling train")
+  parser.add_argument("--workdir", required=True, help="run directory")
+  parser.add_argument("--config", default=None,
+                      help="FILE[:ARG] defining get_config(); default: built-in")
+  parser.add_argument("--init-from", default=None,
+                      help="RUN_DIR@STEP: start from another run's checkpoint")
+  return parser.parse_args(rest), overrides
+
+
+def build_config(config_spec: str | None, overrides):
+  """The default (or file) config with the overrides applied."""
+  config = (config_lib.load_config_file(config_spec) if config_spec
+            else config_lib.default_config())
+  for key, value in overrides:
+    config_lib.apply_override(config, key, value)
+  return config
+
+
+def _train(argv: list[str]) -> int:
+  args, overrides = parse_train_args(argv)
+  config = build_config(args.config, overrides)
+  _initialize_distributed()
+  from scaling import train  # pylint: disable=import-outside-toplevel
+  summary = train.train(config, args.workdir, init_from=args.init_from)
+  if summary["status"] == train.TERMINATED:
+    return 143
+  if summary["status"] != "finished":
+    print(f"run failed: {summary['reason']}", file=sys.stderr)
+    return 1
+  _print_summary(summary)
+  return 0
+
+
+def _print_summary(summary: dict) -> None:
+  keys = ("step", "tokens", "flops", "params_total", "train_loss", "eval_loss",
+          "eval_bpb", "eval_bpb_se", "unigram_bpb", "wall_seconds",
+          "compile_seconds")
+  for key in keys:
+    if summary.get(key) is not None:
+      value = summary[key]
+      text = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
+      print(f"  {key:>16}: {text}")
+
+
+def _initialize_distributed() -> None:
+  from launch import distributed  # pylint: disable=import-outside-toplevel
+  distributed.initialize()
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if not argv or argv[0] in ("-h", "--help"):
+    print(USAGE)
+    return 0 if argv else 2
+  command, rest = argv[0], argv[1:]
+  try:
+    if command == "train":
+      return _train(rest)
+    if command == "experiments":
+      from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
+      return exp_cli.main_list(rest)
+    if command == "sweep":
+      _initialize_distributed()
+      from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
+      return exp_cli.main_sweep(rest)
+    if command == "analyze":
+      from analysis import cli as analysis_cli  # pylint: disable=import-outside-toplevel
+      return analysis_cli.main(rest)
+    if command == "launch":
+      from launch import cli as launch_cli  # pylint: disable=import-outside-toplevel
+      return launch_cli.main(rest)
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"error: unknown command '{command}'\n{USAGE}", file=sys.stderr)
+  return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

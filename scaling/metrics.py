@@ -1,0 +1,90 @@
+"""Run-directory writers: ``metrics.jsonl``, TensorBoard events, atomic JSON.
+
+Only process 0 writes. On resume from step k, ``metrics.jsonl`` is cut back to
+the records with ``step <= k`` and TensorBoard is told to purge events from
+step k+1 on (``purge_step``), so no step is logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from etils import epath
+import jax
+
+
+def write_json_atomic(path, obj) -> None:
+  """Writes JSON to ``path`` through a temporary file and a rename."""
+  path = epath.Path(path)
+  tmp = path.parent / f".{path.name}.tmp"
+  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default))
+  tmp.rename(path)
+
+
+def _default(x):
+  try:
+    return x.item()
+  except AttributeError:
+    return str(x)
+
+
+def _clean(value):
+  value = _default(value) if not isinstance(value, (int, float, str)) else value
+  if isinstance(value, float) and not math.isfinite(value):
+    return None if math.isnan(value) else value
+  return value
+
+
+def read_jsonl(path) -> list[dict]:
+  path = epath.Path(path)
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsLog:
+  """Appends metric records to ``metrics.jsonl`` and TensorBoard.
+
+  Args:
+    workdir: the run directory.
+    resume_step: the restored step (0 for a fresh run); records after it are
+      removed.
+  """
+
+  def __init__(self, workdir, resume_step: int = 0):
+    self.enabled = jax.process_index() == 0
+    self.path = epath.Path(workdir) / "metrics.jsonl"
+    self._tb = None
+    if not self.enabled:
+      return
+    kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+    self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    self._file = self.path.open("a")
+    try:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(
+          os.fspath(epath.Path(workdir) / "tensorboard"),
+          purge_step=resume_step + 1 if resume_step else None)
+    except ImportError:  # pragma: no cover - tensorboardX is a dependency
+      self._tb = None
+
+  def write(self, record: dict) -> None:
+    if not self.enabled:
+      return
+    record = {k: _clean(v) for k, v in record.items()}
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      step = record["step"]
+      for k, v in record.items():
+        if k != "step" and isinstance(v, (int, float)) and v is not None:
+          self._tb.add_scalar(k, v, step)
+
+  def close(self) -> None:
+    if not self.enabled:
+      return
+    self._file.close()
+    if self._tb is not None:
+      self._tb.close()

@@ -1,0 +1,259 @@
+"""Decoder-only Transformer (Flax linen) with logical axis names on every parameter.
+
+Shapes use B = batch, L = seq_len, D = d_model, H = n_heads, K = n_kv_heads,
+G = H // K (queries per KV head), Dh = d_head, F = d_ff, V = vocab_size.
+
+Architecture (no biases anywhere): token embedding [V, D] (+ learned position
+embedding [L, D] when ``positions == "learned"``; sinusoidal positions add a
+fixed table, RoPE rotates queries and keys); ``n_layers`` pre-norm blocks
+``x += Attn(Norm(x)); x += MLP(Norm(x))``; a final norm; logits in float32,
+from the transposed embedding when ``tie_embeddings`` else from an
+unembedding [D, V].
+
+Attention for every kind uses one rule (DESIGN.md §4, packing and objectives):
+``allow(q, k) = seg[q] == seg[k] != 0 and (k <= q or prefix_mask[k])``,
+so packed documents never see each other; ``prefix_mask`` all False is causal
+attention, all True is bidirectional (masked LM).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from scaling import config as config_lib
+
+# Logical axis name -> mesh axis. Order matters: flax assigns each mesh axis at
+# most once per array, first rule first, so an activation's `batch` takes
+# (data, fsdp) and its `embed` then falls through to replication, while a
+# parameter's `embed` is sharded over fsdp (ZeRO-3 style).
+LOGICAL_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("embed", "fsdp"),
+    ("length", None),
+    ("kv", None),
+    ("layers", None),
+)
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_NEG_INF = -1e30
+
+
+def _dense_init(std):
+  return nn.initializers.normal(stddev=std)
+
+
+def _param(module, name, shape, axes, std, dtype):
+  return module.param(
+      name, nn.with_logical_partitioning(_dense_init(std), axes), shape, dtype)
+
+
+def _constrain(x, axes):
+  return nn.with_logical_constraint(x, axes)
+
+
+class Norm(nn.Module):
+  """RMSNorm (Zhang & Sennrich 2019) or LayerNorm over the last axis, in float32."""
+
+  kind: str
+  param_dtype: Any = jnp.float32
+  eps: float = 1e-6
+
+  @nn.compact
+  def __call__(self, x_BxLxD):
+    d = x_BxLxD.shape[-1]
+    x = x_BxLxD.astype(jnp.float32)
+    scale = self.param("scale", nn.with_logical_partitioning(
+        nn.initializers.ones, ("embed",)), (d,), self.param_dtype)
+    if self.kind == "rmsnorm":
+      y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+      return (y * scale).astype(x_BxLxD.dtype)
+    bias = self.param("bias", nn.with_logical_partitioning(
+        nn.initializers.zeros, ("embed",)), (d,), self.param_dtype)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+    return (y * scale + bias).astype(x_BxLxD.dtype)
+
+
+def rope(x_BxLxHxDh, positions_BxL, theta: float):
+  """Rotary position embedding (Su et al. 2021), rotating half-split pairs."""
+  dh = x_BxLxHxDh.shape[-1]
+  freq = theta ** (-jnp.arange(0, dh // 2, dtype=jnp.float32) * 2.0 / dh)
+  angle_BxLx1xF = (positions_BxL[..., None, None].astype(jnp.float32) * freq)
+  sin, cos = jnp.sin(angle_BxLx1xF), jnp.cos(angle_BxLx1xF)
+  x = x_BxLxHxDh.astype(jnp.float32)
+  x1, x2 = x[..., : dh // 2], x[..., dh // 2:]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BxLxHxDh.dtype)
+
+
+def sinusoidal(positions_BxL, d_model: int):
+  """Fixed sinusoidal position table (Vaswani et al. 2017, §3.5), [B, L, D]."""
+  half = d_model // 2
+  freq = 10000.0 ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angle = positions_BxL[..., None].astype(jnp.float32) * freq
+  table = jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+  if d_model % 2:
+    table = jnp.pad(table, ((0, 0), (0, 0), (0, 1)))
+  return table
+
+
+def attention_mask(segment_ids_BxL, prefix_mask_BxL):
+  """Boolean [B, 1, L, L] mask: same non-zero segment and (k <= q or k in prefix)."""
+  seg_q = segment_ids_BxL[:, :, None]
+  seg_k = segment_ids_BxL[:, None, :]
+  length = segment_ids_BxL.shape[1]
+  causal = jnp.arange(length)[None, :, None] >= jnp.arange(length)[None, None, :]
+  visible = causal | prefix_mask_BxL[:, None, :]
+  return ((seg_q == seg_k) & (seg_q != 0) & visible)[:, None]
+
+
+class Attention(nn.Module):
+  """Multi-head attention with grouped KV heads (Ainslie et al. 2023)."""
+
+  cfg: Any
+
+  @nn.compact
+  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+    c = self.cfg
+    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    d, h, k, dh = c.d_model, c.n_heads, c.n_kv_heads, config_lib.d_head(c)
+    std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
+    wq = _param(self, "q", (d, h, dh), ("embed", "heads", "kv"), std, pdtype)
+    wk = _param(self, "k", (d, k, dh), ("embed", "kv_heads", "kv"), std, pdtype)
+    wv = _param(self, "v", (d, k, dh), ("embed", "kv_heads", "kv"), std, pdtype)
+    wo = _param(self, "o", (h, dh, d), ("heads", "kv", "embed"), out_std, pdtype)
+    x = x_BxLxD.astype(dtype)
+    q_BxLxHxDh = jnp.einsum("bld,dhk->blhk", x, wq.astype(dtype))
+    k_BxLxKxDh = jnp.einsum("bld,dhk->blhk", x, wk.astype(dtype))
+    v_BxLxKxDh = jnp.einsum("bld,dhk->blhk", x, wv.astype(dtype))
+    if c.positions == "rope":
+      q_BxLxHxDh = rope(q_BxLxHxDh, positions_BxL, c.rope_theta)
+      k_BxLxKxDh = rope(k_BxLxKxDh, positions_BxL, c.rope_theta)
+    q_BxLxHxDh = _constrain(q_BxLxHxDh, ("batch", "length", "heads", "kv"))
+    b, length = x.shape[:2]
+    q = q_BxLxHxDh.reshape(b, length, k, h // k, dh) * (dh ** -0.5)
+    logits_BxKxGxLxL = jnp.einsum("bqkgd,bskd->bkgqs", q, k_BxLxKxDh,
+                                  preferred_element_type=jnp.float32)
+    logits_BxKxGxLxL = jnp.where(mask_Bx1xLxL[:, :, None], logits_BxKxGxLxL,
+                                 _NEG_INF)
+    probs = jax.nn.softmax(logits_BxKxGxLxL, axis=-1).astype(dtype)
+    out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v_BxLxKxDh)
+    out_BxLxHxDh = _constrain(out.reshape(b, length, h, dh),
+                              ("batch", "length", "heads", "kv"))
+    return jnp.einsum("blhk,hkd->bld", out_BxLxHxDh, wo.astype(dtype))
+
+
+class Mlp(nn.Module):
+  """Feed-forward block: gelu/relu (2 matrices) or SwiGLU (Shazeer 2020, 3 matrices)."""
+
+  cfg: Any
+
+  @nn.compact
+  def __call__(self, x_BxLxD):
+    c = self.cfg
+    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
+    x = x_BxLxD.astype(dtype)
+    w_in = _param(self, "wi", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
+    w_out = _param(self, "wo", (c.d_ff, c.d_model), ("mlp", "embed"), out_std, pdtype)
+    h_BxLxF = x @ w_in.astype(dtype)
+    if c.mlp == "swiglu":
+      w_gate = _param(self, "wg", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
+      h_BxLxF = jax.nn.silu(x @ w_gate.astype(dtype)) * h_BxLxF
+    elif c.mlp == "gelu":
+      h_BxLxF = jax.nn.gelu(h_BxLxF)
+    else:
+      h_BxLxF = jax.nn.relu(h_BxLxF)
+    h_BxLxF = _constrain(h_BxLxF, ("batch", "length", "mlp"))
+    return h_BxLxF @ w_out.astype(dtype)
+
+
+class Block(nn.Module):
+  """Pre-norm Transformer block; signature fits ``nn.scan`` (carry, broadcast)."""
+
+  cfg: Any
+
+  @nn.compact
+  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+    c = self.cfg
+    pdtype = _DTYPES[c.param_dtype]
+    x = x_BxLxD + Attention(c, name="attn")(
+        Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL,
+        mask_Bx1xLxL)
+    x = x + Mlp(c, name="mlp")(Norm(c.norm, pdtype, name="mlp_norm")(x))
+    x = _constrain(x, ("batch", "length", "embed"))
+    return x, None
+
+
+class Transformer(nn.Module):
+  """The language model. ``cfg`` is ``config.model``; ``vocab_size`` is padded.
+
+  ``__call__(inputs_BxL, segment_ids_BxL, positions_BxL, prefix_mask_BxL)``
+  returns float32 logits [B, L, V]. ``seq_len`` sizes the learned position
+  table.
+  """
+
+  cfg: Any
+  vocab_size: int
+  seq_len: int
+
+  @nn.compact
+  def __call__(self, inputs_BxL, segment_ids_BxL, positions_BxL,
+               prefix_mask_BxL=None):
+    c = self.cfg
+    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    if prefix_mask_BxL is None:
+      prefix_mask_BxL = jnp.zeros(inputs_BxL.shape, bool)
+    # Untied: unit-variance inputs to the first norm; tied: small, since the
+    # same table also produces the logits.
+    embed_std = c.init_std if c.tie_embeddings else 1.0
+    embedding = _param(self, "embedding", (self.vocab_size, c.d_model),
+                       ("vocab", "embed"), embed_std, pdtype)
+    x = jnp.take(embedding, inputs_BxL, axis=0).astype(dtype)
+    if c.positions == "learned":
+      pos_table = _param(self, "pos_embedding", (self.seq_len, c.d_model),
+                         ("length", "embed"), c.init_std, pdtype)
+      x = x + jnp.take(pos_table, positions_BxL, axis=0).astype(dtype)
+    elif c.positions == "sinusoidal":
+      x = x + sinusoidal(positions_BxL, c.d_model).astype(dtype)
+    x = _constrain(x, ("batch", "length", "embed"))
+    mask = attention_mask(segment_ids_BxL, prefix_mask_BxL)
+
+    block = Block
+    if c.remat:
+      block = nn.remat(block, prevent_cse=not c.scan_layers)
+    if c.scan_layers:
+      x, _ = nn.scan(
+          block, variable_axes={"params": 0}, split_rngs={"params": True},
+          in_axes=(nn.broadcast, nn.broadcast), length=c.n_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"})(c, name="blocks")(
+              x, positions_BxL, mask)
+    else:
+      for i in range(c.n_layers):
+        x, _ = block(c, name=f"block_{i}")(x, positions_BxL, mask)
+    x = Norm(c.norm, pdtype, name="final_norm")(x)
+    if c.tie_embeddings:
+      w_DxV = embedding.T
+    else:
+      w_DxV = _param(self, "unembedding", (c.d_model, self.vocab_size),
+                     ("embed", "vocab"), 1.0 / math.sqrt(c.d_model), pdtype)
+    logits = jnp.einsum("bld,dv->blv", x.astype(dtype), w_DxV.astype(dtype),
+                        preferred_element_type=jnp.float32)
+    return _constrain(logits, ("batch", "length", "vocab"))
+
+
+def build(config) -> Transformer:
+  """The model for a run config (``config.model``, padded vocab, ``seq_len``)."""
+  return Transformer(ml_collections.FrozenConfigDict(config.model),
+                     config_lib.vocab_size(config), config.seq_len)

@@ -1,0 +1,284 @@
+"""One training run: config → run directory (DESIGN.md §2 and §3).
+
+``train(config, workdir)`` validates the config, loads the corpus, builds the
+mesh and the sharded state (or resumes it from the newest checkpoint that
+restores), runs the jitted, donated train step with periodic eval and
+checkpoints, and writes ``config.json``, ``metrics.jsonl``, TensorBoard events
+and finally ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import time
+
+from etils import epath
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from scaling import accounting
+from scaling import checkpoint as ckpt_lib
+from scaling import config as config_lib
+from scaling import evaluation
+from scaling import metrics as metrics_lib
+from scaling import model as model_lib
+from scaling import sharding as sharding_lib
+from scaling import step as step_lib
+from scaling import tokenizer as tok_lib
+from scaling.data import pipeline, sources
+
+TERMINATED = "terminated"  # summary-less stop after SIGTERM (checkpoint saved)
+
+
+class IdentityMismatch(config_lib.ConfigError):
+  """The run directory belongs to a run with another identity."""
+
+
+def provenance(corpus) -> dict:
+  """Git commit/dirty flag, library versions and the corpus hash."""
+  import flax
+  import jaxlib
+  here = epath.Path(__file__).parent
+
+  def git(*args):
+    try:
+      return subprocess.run(["git", *args], cwd=here, capture_output=True,
+                            text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+      return ""
+
+  return dict(git_commit=git("rev-parse", "HEAD") or None,
+              git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
+              jax=jax.__version__, jaxlib=jaxlib.__version__,
+              flax=flax.__version__, corpus=corpus.name,
+              corpus_hash=corpus.corpus_hash)
+
+
+def _check_identity(workdir: epath.Path, identity: str) -> None:
+  path = workdir / "config.json"
+  if not path.exists():
+    return
+  import json
+  previous = json.loads(path.read_text()).get("identity")
+  if previous != identity:
+    raise IdentityMismatch(
+        "workdir", f"{workdir} holds run {previous}, but this config is run "
+        f"{identity}; use a new --workdir, or the original config to resume.")
+
+
+def _parse_init_from(spec: str):
+  run_dir, _, step = spec.rpartition("@")
+  if not run_dir or not step.isdigit():
+    raise config_lib.ConfigError(
+        "init_from", f"expected RUN_DIR@STEP, got '{spec}'.")
+  return epath.Path(run_dir), int(step)
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag checked between steps (main thread only)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread
+      self._previous = None
+    return self
+
+  def _handle(self, *_):
+    self.requested = True
+
+  def __exit__(self, *_):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def agreed(self) -> bool:
+    """True when any process got SIGTERM (one collective decision)."""
+    if jax.process_count() == 1:
+      return self.requested
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(np.int32(self.requested))
+    return bool(np.max(flags))
+
+
+def train(config, workdir, init_from: str | None = None) -> dict:
+  """Trains one run into ``workdir`` and returns its summary.
+
+  Args:
+    config: a run config (``scaling.config.default_config()`` schema).
+    workdir: the run directory (local path or ``gs://``); resumed when it
+      holds a checkpoint.
+    init_from: ``RUN_DIR@STEP`` to start from another run's checkpoint (its
+      params, optimizer state, step, ``tokens`` and ``flops``).
+
+  Returns:
+    The summary dict (also ``summary.json``) with ``status`` "finished" or
+    "failed" (and ``reason``), or "terminated" after SIGTERM (no summary file).
+
+  Raises:
+    ConfigError: invalid config, or a workdir of another identity (before
+      anything is compiled).
+  """
+  t_start = time.time()
+  config_lib.validate(config, jax.device_count())
+  workdir = epath.Path(workdir)
+  corpus = sources.load_corpus(config.data)
+  identity = config_lib.identity_hash(config, corpus.corpus_hash)
+  _check_identity(workdir, identity)
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    metrics_lib.write_json_atomic(workdir / "config.json", dict(
+        identity=identity, config=config.to_dict(),
+        provenance=provenance(corpus), flops_formula=accounting.FLOPS_FORMULA))
+
+  steps_total = config_lib.train_steps(config)
+  warmup = schedules_warmup(config, steps_total)
+  hp = step_lib.hyperparams(config, steps_total, warmup)
+  per_step = accounting.flops_per_step(config)
+  counts = accounting.param_counts(config.model, config_lib.vocab_size(config),
+                                   config.seq_len)
+
+  mesh = sharding_lib.make_mesh(config)
+  model = model_lib.build(config)
+  init_fn, abstract, shardings = step_lib.abstract_state(
+      model, mesh, config.train.seed)
+  ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", config.checkpoint.keep,
+                               config.checkpoint.async_save)
+  counters = dict(tokens=0, flops=0, loss_tokens=0)
+  with mesh, sharding_lib.rules_context():
+    restored = ckpt.restore_latest(abstract)
+    if restored is not None:
+      start, state, meta = restored
+      counters.update({k: int(meta[k]) for k in counters})
+      print(f"Resuming {workdir} from step {start}.", flush=True)
+    elif init_from:
+      src_dir, src_step = _parse_init_from(init_from)
+      src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
+      state, meta = src.restore(src_step, abstract)
+      src.close()
+      start = src_step
+      counters.update({k: int(meta[k]) for k in counters})
+      print(f"Initialised from {src_dir} step {src_step}.", flush=True)
+    else:
+      start = 0
+      state = jax.jit(init_fn, out_shardings=shardings)()
+
+    data = pipeline.TrainStream(
+        corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
+        config.seq_len, config.batch_size, config.data.seed,
+        max_tokens=config.data.max_tokens, objective_cfg=config.objective,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    evaluator = evaluation.Evaluator(config, corpus, model, mesh)
+    batch_shardings = {k: sharding_lib.batch_sharding(mesh)
+                       for k in step_lib.BATCH_KEYS}
+    hp_sharding = {k: sharding_lib.replicated(mesh) for k in hp}
+    train_step = jax.jit(
+        step_lib.make_train_step(model, config.schedule.name,
+                                 config.train.microbatches,
+                                 config.optimizer.decay_embeddings),
+        in_shardings=(shardings, batch_shardings, hp_sharding),
+        out_shardings=(shardings, None), donate_argnums=(0,))
+    t_compile = time.time()
+    batch = pipeline.to_global(data.local_batch(start), mesh,
+                               sharding_lib.BATCH_SPEC)
+    compiled = train_step.lower(state, batch, hp).compile()
+    compile_seconds = time.time() - t_compile
+
+    log = metrics_lib.MetricsLog(workdir, start)
+    peak, peak_source = _peak(config)
+    summary = dict(status="finished", reason="")
+    last_eval = {}
+    pbar = tqdm(total=steps_total, initial=start, disable=not is_main,
+                desc=workdir.name, unit="step", mininterval=1.0)
+    t_last, steps_since = time.time(), 0
+    step = start
+    try:
+      with _Preemption() as preempt:
+        while step < steps_total:
+          if step > start:
+            batch = pipeline.to_global(data.local_batch(step), mesh,
+                                       sharding_lib.BATCH_SPEC)
+          new_state, m = compiled(state, batch, hp)
+          m = jax.device_get(m)
+          if not math.isfinite(float(m["train_loss"])):
+            last = max(ckpt.steps(), default=None)
+            summary = dict(status="failed", reason=(
+                f"train_loss became {float(m['train_loss'])} at step "
+                f"{step + 1}; last good checkpoint: step {last}"))
+            print(f"ERROR: {summary['reason']}", flush=True)
+            break
+          state, step = new_state, step + 1
+          counters["tokens"] += int(m["real_tokens"])
+          counters["loss_tokens"] += int(round(float(m["loss_tokens"])))
+          counters["flops"] += int(per_step["flops"])
+          steps_since += 1
+          pbar.update(1)
+          is_last = step == steps_total
+          record = None
+          if step % config.train.log_every == 0 or is_last:
+            dt = time.time() - t_last
+            tps = steps_since * config.batch_size * config.seq_len / dt
+            flops_per_sec = steps_since * per_step["flops"] / dt
+            record = dict(
+                step=step, tokens=counters["tokens"], flops=counters["flops"],
+                loss_tokens=counters["loss_tokens"],
+                train_loss=float(m["train_loss"]), lr=float(m["lr"]),
+                grad_norm=float(m["grad_norm"]), tokens_per_sec=tps,
+                mfu=flops_per_sec / peak, epoch=data.epochs_at(step))
+            t_last, steps_since = time.time(), 0
+            pbar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                             tok_s=f"{tps:,.0f}")
+          if step % config.eval.every == 0 or is_last:
+            last_eval = evaluator(state["params"])
+            record = record or dict(step=step, tokens=counters["tokens"],
+                                    flops=counters["flops"])
+            record.update(last_eval)
+            t_last, steps_since = time.time(), 0
+          if record is not None:
+            log.write(record)
+          if step % config.checkpoint.every == 0 or is_last:
+            ckpt.save(step, state, counters, force=True)
+          if not is_last and preempt.agreed():
+            ckpt.save(step, state, counters, force=True)
+            ckpt.wait()
+            summary = dict(status=TERMINATED, reason=(
+                f"SIGTERM: saved step {step}; run the same command to resume"))
+            print(summary["reason"], flush=True)
+            break
+    finally:
+      pbar.close()
+      ckpt.close()
+      log.close()
+
+  summary.update(
+      step=step, steps_total=steps_total, tokens=counters["tokens"],
+      loss_tokens=counters["loss_tokens"], flops=counters["flops"],
+      flops_6nd=step * per_step["flops_6nd"],
+      flops_kaplan=step * per_step["flops_kaplan"],
+      flops_formula=accounting.FLOPS_FORMULA, **counts,
+      train_loss=float(m["train_loss"]) if step > start else None,
+      epochs=data.epochs_at(step), unique_tokens=data.unique_tokens,
+      identity=identity, corpus_hash=corpus.corpus_hash,
+      wall_seconds=time.time() - t_start, compile_seconds=compile_seconds,
+      peak_flops_per_sec=peak, peak_source=peak_source)
+  summary.update(last_eval)
+  if is_main and summary["status"] != TERMINATED:
+    metrics_lib.write_json_atomic(workdir / "summary.json", summary)
+  return summary
+
+
+def schedules_warmup(config, steps_total: int) -> int:
+  from scaling import schedules
+  return schedules.resolve_warmup(config.schedule, steps_total)
+
+
+def _peak(config):
+  from scaling import peak
+  return peak.peak_flops(jax.devices(), config.model.dtype)

@@ -78,11 +78,19 @@ class Checkpointer:
       if max_step is not None and step > max_step:
         continue
       try:
+        self._check_committed(step)
         state, meta = self.restore(step, abstract_state)
         return step, state, meta
       except Exception as e:  # pylint: disable=broad-except
         self._move_aside(step, e)
     return None
+
+  def _check_committed(self, step: int) -> None:
+    """Raises when a listed step lacks its commit marker or metadata."""
+    step_dir = self.directory / str(step)
+    for marker in ("commit_success.txt", "_CHECKPOINT_METADATA"):
+      if not (step_dir / marker).exists():
+        raise FileNotFoundError(f"{step_dir} has no {marker}")
 
   def _move_aside(self, step: int, error: Exception):
     if jax.process_index() == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from scaling import sharding as sharding_lib
@@ -52,7 +53,7 @@ class Evaluator:
         corpus.val, tokenizer, config.seq_len, config.eval.batch_size,
         config.eval.batches)
     self.mesh = mesh
-    p, n = jax.process_index(), jax.process_count()
+    p, n = pipeline.process_shard(mesh, sharding_lib.BATCH_SPEC)
     rows = config.eval.batch_size // n
     self._local = [{k: v[p * rows:(p + 1) * rows] for k, v in b.items()}
                    for b in self.batches]
@@ -63,7 +64,7 @@ class Evaluator:
     for local in self._local:
       batch = pipeline.to_global(local, self.mesh, sharding_lib.BATCH_SPEC)
       out = self._fn(params, batch)
-      out = [np.asarray(jax.experimental.multihost_utils.process_allgather(x, tiled=True))
+      out = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
              if jax.process_count() > 1 else np.asarray(x) for x in out]
       nll.append(out[0])
       nbytes.append(out[1])

@@ -20,7 +20,7 @@ def write_json_atomic(path, obj) -> None:
   path = epath.Path(path)
   tmp = path.parent / f".{path.name}.tmp"
   tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default))
-  tmp.rename(path)
+  tmp.replace(path)
 
 
 def _default(x):

@@ -10,6 +10,7 @@ and finally ``summary.json``.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import subprocess
 import time
@@ -126,6 +127,9 @@ def train(config, workdir, init_from: str | None = None) -> dict:
       anything is compiled).
   """
   t_start = time.time()
+  # Seconds to sleep before each step, only for tests that kill a real run at
+  # a chosen point; never set in normal use.
+  step_sleep = float(os.environ.get("SCALING_TEST_STEP_SLEEP", "0") or 0)
   config_lib.validate(config, jax.device_count())
   workdir = epath.Path(workdir)
   corpus = sources.load_corpus(config.data)
@@ -170,11 +174,13 @@ def train(config, workdir, init_from: str | None = None) -> dict:
       start = 0
       state = jax.jit(init_fn, out_shardings=shardings)()
 
+    process_index, process_count = pipeline.process_shard(
+        mesh, sharding_lib.BATCH_SPEC)
     data = pipeline.TrainStream(
         corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
         config.seq_len, config.batch_size, config.data.seed,
         max_tokens=config.data.max_tokens, objective_cfg=config.objective,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=process_index, process_count=process_count)
     evaluator = evaluation.Evaluator(config, corpus, model, mesh)
     batch_shardings = {k: sharding_lib.batch_sharding(mesh)
                        for k in step_lib.BATCH_KEYS}
@@ -195,16 +201,20 @@ def train(config, workdir, init_from: str | None = None) -> dict:
     peak, peak_source = _peak(config)
     summary = dict(status="finished", reason="")
     last_eval = {}
+    if start == steps_total:  # resumed a run whose last step was saved
+      last_eval = evaluator(state["params"])
     pbar = tqdm(total=steps_total, initial=start, disable=not is_main,
                 desc=workdir.name, unit="step", mininterval=1.0)
     t_last, steps_since = time.time(), 0
-    step = start
+    step, m = start, None
     try:
       with _Preemption() as preempt:
         while step < steps_total:
           if step > start:
             batch = pipeline.to_global(data.local_batch(step), mesh,
                                        sharding_lib.BATCH_SPEC)
+          if step_sleep:  # tests only: widen the window for a real kill
+            time.sleep(step_sleep)
           new_state, m = compiled(state, batch, hp)
           m = jax.device_get(m)
           if not math.isfinite(float(m["train_loss"])):
@@ -263,7 +273,8 @@ def train(config, workdir, init_from: str | None = None) -> dict:
       flops_6nd=step * per_step["flops_6nd"],
       flops_kaplan=step * per_step["flops_kaplan"],
       flops_formula=accounting.FLOPS_FORMULA, **counts,
-      train_loss=float(m["train_loss"]) if step > start else None,
+      train_loss=float(m["train_loss"]) if m is not None else _last_logged(
+          workdir, "train_loss"),
       epochs=data.epochs_at(step), unique_tokens=data.unique_tokens,
       identity=identity, corpus_hash=corpus.corpus_hash,
       wall_seconds=time.time() - t_start, compile_seconds=compile_seconds,
@@ -272,6 +283,12 @@ def train(config, workdir, init_from: str | None = None) -> dict:
   if is_main and summary["status"] != TERMINATED:
     metrics_lib.write_json_atomic(workdir / "summary.json", summary)
   return summary
+
+
+def _last_logged(workdir, key):
+  values = [r[key] for r in metrics_lib.read_jsonl(workdir / "metrics.jsonl")
+            if r.get(key) is not None]
+  return values[-1] if values else None
 
 
 def schedules_warmup(config, steps_total: int) -> int:

@@ -1,0 +1,277 @@
+"""Peak FLOP/s of the devices a run uses: the denominator of MFU (DESIGN.md §4).
+
+MFU = model FLOPs per second (``flops``, no rematerialisation) / peak FLOP/s.
+The peak is, per device:
+
+* for a known accelerator, its vendor datasheet figure (dense, no 2:4
+  sparsity), from :data:`DATASHEETS`, keyed by ``jax.Device.device_kind``;
+* on CPU (and for an accelerator missing from the table), a measured rate: a
+  jitted square matmul, sized to take about 0.2 s, run concurrently on every
+  device given, timed best of several. The figure is cached in a JSON file
+  (``$XDG_CACHE_HOME/scaling`` or ``~/.cache/scaling``) keyed by machine,
+  device kind and count, dtype and jax/jaxlib versions, because measuring takes
+  seconds and the result should be the same for every run on a machine.
+
+Every figure comes with a ``source`` string saying which of these it is;
+print it next to any MFU.
+
+float32 on accelerators: at JAX's default matmul precision float32 dots run as
+one bfloat16 pass on TPU and as TF32 on NVIDIA tensor cores (Ampere and
+later), so the float32 peak of the table is the bfloat16 peak on TPU and the
+TF32 tensor-core peak on NVIDIA (JAX docs, "Matmul precision"). Runs that set
+``jax_default_matmul_precision`` to "highest" will see a lower MFU ceiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import re
+import tempfile
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+
+_DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Datasheet:
+  """Dense peak FLOP/s of ONE jax device (chip, or TensorCore on TPU v2/v3).
+
+  Attributes:
+    name: the accelerator's marketing name.
+    bfloat16: bf16 matmul peak, FLOP/s, dense.
+    float32: float32 matmul peak at JAX's default precision, FLOP/s (TF32
+      tensor cores on NVIDIA, bf16 passes on TPU; see the module docstring).
+    source: where the figures come from.
+  """
+
+  name: str
+  bfloat16: float
+  float32: float
+  source: str
+
+
+_TPU_DOCS = "cloud.google.com/tpu/docs/system-architecture-tpu-vm"
+_NV = "NVIDIA datasheet, dense = half the 'with sparsity' figure"
+
+# (device_kind pattern, figures); first match wins (case-insensitive search).
+DATASHEETS: tuple[tuple[str, Datasheet], ...] = (
+    # TPU v2/v3: 2 TensorCores per chip, each its own jax device.
+    (r"^TPU v2$", Datasheet("TPU v2 (per core)", 22.5e12, 22.5e12,
+                            f"{_TPU_DOCS}: 45 TFLOP/s per chip, 2 cores")),
+    (r"^TPU v3$", Datasheet("TPU v3 (per core)", 61.5e12, 61.5e12,
+                            f"{_TPU_DOCS}: 123 TFLOP/s per chip, 2 cores")),
+    # From v4 on (megacore / single core) one jax device is one chip.
+    (r"^TPU v4$", Datasheet("TPU v4", 275e12, 275e12, _TPU_DOCS)),
+    (r"^TPU v5( lite|e)$", Datasheet("TPU v5e", 197e12, 197e12, _TPU_DOCS)),
+    (r"^TPU v5p?$", Datasheet("TPU v5p", 459e12, 459e12, _TPU_DOCS)),
+    (r"^TPU v6( lite|e)$", Datasheet("TPU v6e (Trillium)", 918e12, 918e12,
+                                     _TPU_DOCS)),
+    # NVIDIA: bf16 and TF32 tensor-core peaks, dense.
+    (r"A100", Datasheet("NVIDIA A100", 312e12, 156e12,
+                        "NVIDIA A100 datasheet (dense)")),
+    (r"H100.*NVL", Datasheet("NVIDIA H100 NVL", 835.5e12, 417.5e12, _NV)),
+    (r"H100.*PCIe", Datasheet("NVIDIA H100 PCIe", 756.5e12, 378e12, _NV)),
+    (r"H100", Datasheet("NVIDIA H100 SXM", 989.5e12, 494.5e12, _NV)),
+    (r"H200.*NVL", Datasheet("NVIDIA H200 NVL", 835.5e12, 417.5e12, _NV)),
+    (r"H200", Datasheet("NVIDIA H200 SXM", 989.5e12, 494.5e12, _NV)),
+    (r"B200", Datasheet("NVIDIA B200 (HGX)", 2.25e15, 1.125e15, _NV)),
+    (r"\bL4\b", Datasheet("NVIDIA L4", 121e12, 60e12, _NV)),
+)
+
+
+def _dtype_name(dtype: Any) -> str:
+  """'float32' | 'bfloat16' for a dtype or its name; ValueError otherwise."""
+  name = jnp.dtype(dtype).name
+  if name not in _DTYPES:
+    raise ValueError(f"peak FLOP/s known for {_DTYPES}, not {name!r} "
+                     "(model.dtype)")
+  return name
+
+
+def datasheet(device_kind: str) -> Datasheet | None:
+  """The table entry for a ``jax.Device.device_kind``, or None if unknown."""
+  for pattern, sheet in DATASHEETS:
+    if re.search(pattern, device_kind, flags=re.IGNORECASE):
+      return sheet
+  return None
+
+
+def default_cache_dir() -> pathlib.Path:
+  """``$XDG_CACHE_HOME/scaling``, else ``~/.cache/scaling``."""
+  root = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return pathlib.Path(root) / "scaling"
+
+
+def _machine_id() -> str:
+  """Host name, CPU model and usable CPU count (what a CPU peak depends on)."""
+  cpu_model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu_model = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  try:
+    n_cpus = len(os.sched_getaffinity(0))
+  except AttributeError:
+    n_cpus = os.cpu_count() or 0
+  return f"{platform.node()}|{cpu_model}|cpus={n_cpus}"
+
+
+def measure_matmul_flops(devices: Sequence[Any], dtype: Any,
+                         target_seconds: float = 0.2,
+                         repeats: int = 10) -> dict[str, Any]:
+  """Measures the matmul rate of ``devices`` running concurrently.
+
+  Each device multiplies two [n, n] matrices of ``dtype`` (one jitted batched
+  einsum sharded over the devices); n is a multiple of 128 chosen so one call
+  takes about ``target_seconds``; the best of ``repeats`` timed calls after a
+  warm-up counts. FLOPs per call = 2 n^3 per device.
+
+  Returns:
+    dict(flops_per_sec=float, n=int, seconds=float (best call),
+    n_devices=int).
+  """
+
+  devices = list(devices)
+  n_dev = len(devices)
+  mesh = jax.sharding.Mesh(np.array(devices), ("devices",))
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("devices"))
+  dt = jnp.dtype(_dtype_name(dtype))
+  matmul = jax.jit(lambda a, b: jnp.einsum("dij,djk->dik", a, b),
+                   out_shardings=sharding)
+
+  def best_time(n: int, count: int) -> float:
+    """Best wall seconds of one [n_dev, n, n] matmul over `count` calls."""
+    make = jax.jit(lambda: (jnp.full((n_dev, n, n), 0.5, dt),
+                            jnp.full((n_dev, n, n), 1.5, dt)),
+                   out_shardings=(sharding, sharding))
+    a, b = make()
+    matmul(a, b).block_until_ready()  # compile + warm up
+    best = float("inf")
+    for _ in range(count):
+      start = time.perf_counter()
+      matmul(a, b).block_until_ready()
+      best = min(best, time.perf_counter() - start)
+    return best
+
+  n = 256
+  seconds = best_time(n, 2)
+  for _ in range(5):  # grow n until one call takes about target_seconds
+    if seconds >= 0.7 * target_seconds or n >= 8192:
+      break
+    rate = 2.0 * n**3 / seconds
+    n = int(min(8192, max(n, (target_seconds * rate / 2.0) ** (1 / 3))))
+    n = max(128, n // 128 * 128)
+    seconds = best_time(n, 1)
+  seconds = best_time(n, repeats)
+  return dict(flops_per_sec=2.0 * n**3 * n_dev / seconds, n=n,
+              seconds=seconds, n_devices=n_dev)
+
+
+def _cached_measurement(devices: Sequence[Any], dtype: str,
+                        cache_dir: pathlib.Path, refresh: bool,
+                        target_seconds: float) -> tuple[dict[str, Any], pathlib.Path]:
+  """Measured rate from the cache file, measuring and storing it if absent."""
+
+  kind = devices[0].device_kind
+  key = (f"{_machine_id()}|{devices[0].platform}:{kind}x{len(devices)}|"
+         f"{dtype}|jax={jax.__version__}|jaxlib={jaxlib.__version__}")
+  path = pathlib.Path(cache_dir) / "peak_flops.json"
+  try:
+    table = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(table, dict):
+      table = {}
+  except (OSError, ValueError):
+    table = {}
+  if not refresh and isinstance(table.get(key), dict) and table[key].get(
+      "flops_per_sec", 0) > 0:
+    return table[key], path
+  entry = measure_matmul_flops(devices, dtype, target_seconds=target_seconds)
+  entry["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+  table[key] = entry
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".peak_flops.")
+  with os.fdopen(fd, "w", encoding="utf-8") as f:
+    json.dump(table, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)  # atomic: concurrent runs never read half a file
+  return entry, path
+
+
+def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
+               cache_dir: str | os.PathLike | None = None,
+               refresh: bool = False,
+               target_seconds: float = 0.2) -> tuple[float, str]:
+  """Peak FLOP/s of ``devices`` together, for matmuls in ``dtype``.
+
+  Args:
+    devices: the jax devices a run uses (None: ``jax.devices()``); all of one
+      device_kind.
+    dtype: compute dtype, "float32" or "bfloat16" (or the jnp dtype).
+    cache_dir: where the measured-rate cache lives (default
+      :func:`default_cache_dir`).
+    refresh: measure again even if a cached figure exists.
+    target_seconds: duration of one timed matmul when measuring.
+
+  Returns:
+    (flops_per_sec, source): the summed peak, and "datasheet <name> ..." or
+    "measured matmul ... (cached at <path>)".
+
+  Raises:
+    ValueError: for no devices, mixed device kinds, or a dtype other than
+      float32/bfloat16.
+  """
+
+  devices = list(jax.devices() if devices is None else devices)
+  if not devices:
+    raise ValueError("peak_flops needs at least one device")
+  kinds = sorted({d.device_kind for d in devices})
+  if len(kinds) > 1:
+    raise ValueError(f"devices of mixed kinds {kinds}; MFU needs one kind")
+  name = _dtype_name(dtype)
+  n_dev = len(devices)
+  sheet = None if devices[0].platform == "cpu" else datasheet(kinds[0])
+  if sheet is not None:
+    per_device = getattr(sheet, name)
+    return per_device * n_dev, (
+        f"datasheet {sheet.name} {name} dense {per_device / 1e12:g} TFLOP/s "
+        f"x {n_dev} device(s) ({sheet.source})")
+  # Measure on the devices this process can drive; scale to all of them.
+  local = [d for d in devices
+           if d.process_index == jax.process_index()] or devices
+  entry, path = _cached_measurement(
+      local, name, pathlib.Path(cache_dir or default_cache_dir()), refresh,
+      target_seconds)
+  total = entry["flops_per_sec"] * n_dev / len(local)
+  notes = "" if devices[0].platform == "cpu" else (
+      f", device kind {kinds[0]!r} not in the datasheet table")
+  if len(local) != n_dev:
+    notes += f", scaled by {n_dev}/{len(local)} devices"
+  return total, (
+      f"measured matmul {name} n={entry['n']} on {len(local)} "
+      f"{devices[0].platform} device(s){notes} (cached at {path})")
+
+
+def mfu(model_flops_per_sec: float, peak_flops_per_sec: float) -> float:
+  """Model FLOPs utilisation = model FLOP/s (``flops``, no remat) / peak.
+
+  Raises:
+    ValueError: if the peak is not positive.
+  """
+  if peak_flops_per_sec <= 0:
+    raise ValueError(f"peak FLOP/s must be > 0, got {peak_flops_per_sec}")
+  return float(model_flops_per_sec) / float(peak_flops_per_sec)

@@ -1,0 +1,195 @@
+"""Training/eval batches: purity in (seed, step), process slicing, globals."""
+
+import sys
+import types
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from scaling import tokenizer as tok
+from scaling.config import ConfigError
+from scaling.data import pipeline
+from scaling.data.sources import Corpus
+
+TOKENIZER = tok.ByteTokenizer()
+
+
+def _corpus(n_docs=60, seed=0):
+  rng = np.random.default_rng(seed)
+  docs = [bytes(rng.integers(32, 127, size=n).astype(np.uint8))
+          for n in rng.integers(1, 300, size=n_docs)]
+  return Corpus(name="test", description="", train=docs[:-5], val=docs[-5:],
+                train_names=[], val_names=[], corpus_hash="")
+
+
+def _stream(corpus, **kw):
+  args = dict(seq_len=32, batch_size=8, seed=1)
+  args.update(kw)
+  return pipeline.TrainStream(corpus, TOKENIZER, **args)
+
+
+def test_batch_is_rows_k_b_to_k_plus_1_b():
+  s = _stream(_corpus())
+  batch = s.local_batch(5)
+  assert set(batch) == set(pipeline.BATCH_KEYS)
+  for key, value in batch.items():
+    assert value.shape == (8, 32)
+    want = np.stack([s.source.row(5 * 8 + i)[key] for i in range(8)])
+    np.testing.assert_array_equal(value, want)
+
+
+def test_batch_pure_in_seed_and_step_and_process_count():
+  corpus = _corpus()
+  whole = _stream(corpus)
+  steps = [0, 3, 17, 250]
+  expected = {k: whole.local_batch(k) for k in steps}
+  for count in (2, 4, 8):
+    parts = [_stream(corpus, process_index=p, process_count=count)
+             for p in range(count)]
+    for k in reversed(steps):
+      joined = {key: np.concatenate([q.local_batch(k)[key] for q in parts])
+                for key in pipeline.BATCH_KEYS}
+      for key in pipeline.BATCH_KEYS:
+        np.testing.assert_array_equal(joined[key], expected[k][key])
+  other = _stream(corpus, seed=2)
+  assert (other.local_batch(3)["inputs"] != expected[3]["inputs"]).any()
+
+
+def test_epochs_and_unique_tokens_with_max_tokens():
+  corpus = _corpus()
+  full = _stream(corpus)
+  assert full.unique_tokens == sum(len(d) + 1 for d in corpus.train)
+  capped = _stream(corpus, max_tokens=1000)
+  assert capped.unique_tokens == 1000
+  # 10 steps x 8 rows x 33 tokens = 2640 stream tokens = 2.64 epochs.
+  assert capped.epochs_at(10) == pytest.approx(2.64)
+  with pytest.raises(ConfigError, match="data.max_tokens"):
+    _stream(corpus, max_tokens=0)
+  with pytest.raises(ConfigError, match="config.batch_size"):
+    _stream(corpus, process_count=3)
+
+
+def test_non_causal_objective_rows_come_from_objectives(monkeypatch):
+  calls = {}
+
+  class FakeRows:
+    rows_per_epoch = 50
+
+    def row(self, k):
+      r = pipeline.padding_row(32)
+      r["inputs"] = np.full(32, k % 256, dtype=np.int32)
+      return r
+
+  def example_rows(cfg, tokenizer, docs, seq_len, seed):
+    calls.update(name=cfg.name, n_tokens=sum(len(d) + 1 for d in docs),
+                 seq_len=seq_len, seed=seed)
+    return FakeRows()
+
+  fake = types.ModuleType("scaling.objectives")
+  fake.example_rows = example_rows
+  monkeypatch.setitem(sys.modules, "scaling.objectives", fake)
+  monkeypatch.setattr("scaling.objectives", fake, raising=False)
+  cfg = ml_collections.ConfigDict(dict(name="span_corruption"))
+  s = _stream(_corpus(), objective_cfg=cfg, max_tokens=1000,
+              process_index=1, process_count=2)
+  assert calls == dict(name="span_corruption", n_tokens=1001, seq_len=32,
+                       seed=1)  # capped docs; the truncated one has no EOS
+  assert s.unique_tokens == 1000
+  np.testing.assert_array_equal(s.local_batch(2)["inputs"][:, 0],
+                                [20, 21, 22, 23])
+  assert s.epochs_at(25) == pytest.approx(4.0)
+
+
+def test_eval_batches_cover_the_split_once_and_are_fixed():
+  corpus = _corpus()
+  batches = pipeline.eval_batches(corpus.val, TOKENIZER, 16, 4, -1)
+  again = pipeline.eval_batches(corpus.val, TOKENIZER, 16, 4, -1)
+  for a, b in zip(batches, again, strict=True):
+    for key in pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(a[key], b[key])
+  rows = [{k: b[k][i] for k in b} for b in batches for i in range(4)]
+  stream = np.concatenate([np.append(r["inputs"], r["targets"][-1])
+                           for r in rows])
+  stream = stream[stream != tok.PAD]
+  assert len(stream) == sum(len(d) + 1 for d in corpus.val)
+  docs = bytes(stream[stream != tok.EOS].astype(np.uint8))
+  assert sorted(docs) == sorted(b"".join(corpus.val))
+  # Loss: every within-document transition of the stream (N - n_docs),
+  # except those that fall between two rows (a row's last token is not EOS).
+  cuts = np.arange(17, len(stream), 17)
+  lost = int((stream[cuts - 1] != tok.EOS).sum())
+  loss_tokens = sum(b["loss_mask"].sum() for b in batches)
+  assert loss_tokens == len(stream) - len(corpus.val) - lost
+  assert len(pipeline.eval_batches(corpus.val, TOKENIZER, 16, 4, 2)) == 2
+
+
+def test_unigram_entropy_golden():
+  assert pipeline.unigram_entropy_bits_per_byte([bytes(range(256))]) == 8.0
+  assert pipeline.unigram_entropy_bits_per_byte([b"aaaa"]) == 0.0
+  assert pipeline.unigram_entropy_bits_per_byte([b"ab", b"aabb", b"b"]) == (
+      pytest.approx(-(3 / 7) * np.log2(3 / 7) - (4 / 7) * np.log2(4 / 7)))
+
+
+def test_batch_shard_from_mesh_layout():
+  names = ("data", "fsdp", "tensor")
+  # 2 processes x 4 devices, data=2 fsdp=4: process p holds block p of 2.
+  procs = np.repeat([0, 1], 4).reshape(2, 4, 1)
+  for p in range(2):
+    assert pipeline.batch_shard(procs, names, ("data", "fsdp"), p) == (p, 2)
+  # Tensor axis across processes: both hold the whole batch.
+  procs = np.tile([0, 1], 4).reshape(4, 1, 2)
+  assert pipeline.batch_shard(procs, names, ("data", "fsdp"), 1) == (0, 1)
+  # 4 processes on data=8: process 3 holds rows [6/8, 8/8).
+  procs = np.repeat(np.arange(4), 2).reshape(8, 1, 1)
+  assert pipeline.batch_shard(procs, names, ("data",), 3) == (3, 4)
+  procs = np.array([0, 1, 0, 1]).reshape(4, 1, 1)
+  with pytest.raises(ValueError, match="contiguous"):
+    pipeline.batch_shard(procs, names, ("data",), 0)
+
+
+def test_to_global_single_process():
+  n = jax.device_count()
+  mesh = jax.make_mesh((n, 1, 1), ("data", "fsdp", "tensor"))
+  pspec = P(("data", "fsdp"), None)
+  assert pipeline.process_shard(mesh, pspec) == (0, 1)
+  local = _stream(_corpus(), batch_size=8 * n).local_batch(0)
+  arrays = pipeline.to_global(local, mesh, pspec)
+  for key, value in local.items():
+    assert arrays[key].shape == value.shape
+    assert arrays[key].dtype == value.dtype
+    assert arrays[key].sharding.spec == pspec
+    np.testing.assert_array_equal(np.asarray(arrays[key]), value)
+
+
+_EIGHT_DEVICES = r"""
+import numpy as np, jax
+from jax.sharding import PartitionSpec as P
+from scaling.data import pipeline
+mesh = jax.make_mesh((2, 4, 1), ("data", "fsdp", "tensor"))
+pspec = P(("data", "fsdp"), None)
+local = {"inputs": np.arange(16 * 4, dtype=np.int32).reshape(16, 4)}
+x = pipeline.to_global(local, mesh, pspec)["inputs"]
+assert pipeline.process_shard(mesh, pspec) == (0, 1)
+for shard in x.addressable_shards:
+  d = shard.device
+  coords = [int(c[0]) for c in np.nonzero(mesh.devices == d)]
+  block = coords[0] * 4 + coords[1]  # data major, then fsdp
+  assert shard.data.shape == (2, 4), shard.data.shape
+  np.testing.assert_array_equal(np.asarray(shard.data),
+                                local["inputs"][2 * block:2 * block + 2])
+print("ok")
+"""
+
+
+def test_to_global_places_rows_on_eight_devices():
+  import os
+  import subprocess
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env,
+                       capture_output=True, text=True, timeout=120,
+                       check=False)
+  assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

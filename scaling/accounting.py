@@ -13,17 +13,18 @@ the backward pass costs twice the forward, Kaplan et al. 2020 §2.1):
 with D = ``batch_size * seq_len`` positions per optimizer step: FLOPs count
 every position processed, pad or not.
 
-Appendix F itself is implemented as written (:func:`chinchilla_appendix_f_flops`)
-together with the parameter count used for the Chinchilla configs
-(:func:`chinchilla_param_count`), so Table A4's ratios can be checked.
+Appendix F itself is implemented as written
+(:func:`chinchilla_appendix_f_flops`), together with the parameter count used
+for the Chinchilla configs (:func:`chinchilla_param_count`), so Table A4's
+ratios can be checked.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from scaling import config as config_lib
 from scaling.config import ConfigError
-from scaling.tokenizer import ByteTokenizer
 
 # Version tag recorded with every `flops` figure. "full-attention": causal
 # attention scores/values are counted over all seq_len keys (not halved).
@@ -55,24 +56,22 @@ def _dims(model_cfg: Any) -> dict[str, int]:
   d_head = int(model_cfg["d_head"])
   if d_head <= 0:
     d_head = d_model // n_heads
-  mlp = model_cfg["mlp"]
-  if mlp not in _MLP_MATRICES:
-    raise ConfigError("model.mlp",
-                      f"unknown MLP {mlp!r}; use one of {sorted(_MLP_MATRICES)}")
-  norm = model_cfg["norm"]
-  if norm not in _NORM_VECTORS:
-    raise ConfigError(
-        "model.norm", f"unknown norm {norm!r}; use one of {sorted(_NORM_VECTORS)}")
-  if model_cfg["positions"] not in _POSITIONS:
-    raise ConfigError(
-        "model.positions",
-        f"unknown positions {model_cfg['positions']!r}; use one of {_POSITIONS}")
+  mlp, norm, positions = (model_cfg["mlp"], model_cfg["norm"],
+                          model_cfg["positions"])
+  for field, value, known in (("mlp", mlp, tuple(_MLP_MATRICES)),
+                              ("norm", norm, tuple(_NORM_VECTORS)),
+                              ("positions", positions, _POSITIONS)):
+    if value not in known:
+      raise ConfigError(f"model.{field}",
+                        f"unknown {field} {value!r}; use one of {known}")
   return dict(d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv_heads,
               d_head=d_head, n_layers=n_layers, d_ff=d_ff,
-              mlp_matrices=_MLP_MATRICES[mlp], norm_vectors=_NORM_VECTORS[norm])
+              mlp_matrices=_MLP_MATRICES[mlp],
+              norm_vectors=_NORM_VECTORS[norm])
 
 
-def param_counts(model_cfg: Any, vocab_size: int, seq_len: int) -> dict[str, int]:
+def param_counts(model_cfg: Any, vocab_size: int,
+                 seq_len: int) -> dict[str, int]:
   """Analytic parameter counts of our decoder-only Transformer (DESIGN.md §4).
 
   Architecture (brief / scaling/model.py): token embedding [V, d_model]
@@ -155,11 +154,6 @@ def forward_flops_per_token(model_cfg: Any, vocab_size: int,
   return float(m["n_layers"] * layer + logits)
 
 
-def padded_vocab_size(config: Any) -> int:
-  """Padded vocabulary of a run: ``ByteTokenizer(tokenizer.n_sentinels)``."""
-  return ByteTokenizer(int(config.tokenizer.n_sentinels)).vocab_size
-
-
 def tokens_per_step(config: Any) -> int:
   """Positions processed per optimizer step: batch_size * seq_len (global)."""
   return int(config.batch_size) * int(config.seq_len)
@@ -168,7 +162,8 @@ def tokens_per_step(config: Any) -> int:
 def flops_per_step(config: Any) -> dict[str, float]:
   """Training FLOPs of ONE optimizer step (all microbatches, all devices).
 
-  D = batch_size * seq_len positions; training = 3 x forward.
+  D = batch_size * seq_len positions; training = 3 x forward; V is the
+  padded vocabulary ``scaling.config.vocab_size(config)``.
 
   Returns:
     ``flops`` = 3 * forward_flops_per_token * D (formula FLOPS_FORMULA),
@@ -179,7 +174,7 @@ def flops_per_step(config: Any) -> dict[str, float]:
   Raises:
     ConfigError: as :func:`param_counts`.
   """
-  v, s = padded_vocab_size(config), int(config.seq_len)
+  v, s = config_lib.vocab_size(config), int(config.seq_len)
   n = param_counts(config.model, v, s)
   d = tokens_per_step(config)
   return dict(
@@ -271,7 +266,8 @@ def chinchilla_param_count(n_layers: int, d_model: int, d_ff: int,
 
   Returns:
     N (int), the count for which Appendix F / (6 N D) gives Table A4's ratios
-    (D = seq_len tokens per sequence).
+    (D = seq_len tokens per sequence). N must include the dV term: without
+    it the first config's ratio would be 1.42, not 1.03.
   """
   d, f, v = int(d_model), int(d_ff), int(vocab_size)
   layer = (3 * d * d + 3 * d) + (d * d + 2 * d) + (d * d + d) + (

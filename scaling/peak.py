@@ -1,4 +1,4 @@
-"""Peak FLOP/s of the devices a run uses: the denominator of MFU (DESIGN.md §4).
+"""Peak FLOP/s of the devices a run uses, the denominator of MFU (DESIGN §4).
 
 MFU = model FLOPs per second (``flops``, no rematerialisation) / peak FLOP/s.
 The peak is, per device:
@@ -11,6 +11,8 @@ The peak is, per device:
   (``$XDG_CACHE_HOME/scaling`` or ``~/.cache/scaling``) keyed by machine,
   device kind and count, dtype and jax/jaxlib versions, because measuring takes
   seconds and the result should be the same for every run on a machine.
+  Measure on an otherwise idle machine: other processes lower the figure (and
+  so inflate MFU); ``refresh`` measures again and keeps the higher figure.
 
 Every figure comes with a ``source`` string saying which of these it is;
 print it next to any MFU.
@@ -183,11 +185,10 @@ def measure_matmul_flops(devices: Sequence[Any], dtype: Any,
               seconds=seconds, n_devices=n_dev)
 
 
-def _cached_measurement(devices: Sequence[Any], dtype: str,
-                        cache_dir: pathlib.Path, refresh: bool,
-                        target_seconds: float) -> tuple[dict[str, Any], pathlib.Path]:
+def _cached_measurement(
+    devices: Sequence[Any], dtype: str, cache_dir: pathlib.Path, refresh: bool,
+    target_seconds: float) -> tuple[dict[str, Any], pathlib.Path]:
   """Measured rate from the cache file, measuring and storing it if absent."""
-
   kind = devices[0].device_kind
   key = (f"{_machine_id()}|{devices[0].platform}:{kind}x{len(devices)}|"
          f"{dtype}|jax={jax.__version__}|jaxlib={jaxlib.__version__}")
@@ -198,11 +199,17 @@ def _cached_measurement(devices: Sequence[Any], dtype: str,
       table = {}
   except (OSError, ValueError):
     table = {}
-  if not refresh and isinstance(table.get(key), dict) and table[key].get(
-      "flops_per_sec", 0) > 0:
-    return table[key], path
+  old = table.get(key) if isinstance(table.get(key), dict) else None
+  if old is not None and not old.get("flops_per_sec", 0) > 0:
+    old = None
+  if old is not None and not refresh:
+    return old, path
   entry = measure_matmul_flops(devices, dtype, target_seconds=target_seconds)
   entry["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+  # Load from other processes only ever lowers a measurement, so a refresh
+  # keeps the higher of the old and new figures.
+  if old is not None and old["flops_per_sec"] >= entry["flops_per_sec"]:
+    entry = old
   table[key] = entry
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".peak_flops.")
@@ -224,7 +231,8 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
     dtype: compute dtype, "float32" or "bfloat16" (or the jnp dtype).
     cache_dir: where the measured-rate cache lives (default
       :func:`default_cache_dir`).
-    refresh: measure again even if a cached figure exists.
+    refresh: measure again even if a cached figure exists; the cache keeps
+      the higher of the two (other load only lowers a measurement).
     target_seconds: duration of one timed matmul when measuring.
 
   Returns:
@@ -235,7 +243,6 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
     ValueError: for no devices, mixed device kinds, or a dtype other than
       float32/bfloat16.
   """
-
   devices = list(jax.devices() if devices is None else devices)
   if not devices:
     raise ValueError("peak_flops needs at least one device")

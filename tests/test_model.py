@@ -1,5 +1,7 @@
 """Model invariants: packing isolation, causality, parameter and FLOP counts."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,15 +18,21 @@ from tests.conftest import tiny_config
 def _init(config):
   model = model_lib.build(config)
   b = step_lib.dummy_batch(1, config.seq_len)
-  params = nn.unbox(model.init(jax.random.key(0), b["inputs"], b["segment_ids"],
-                               b["positions"], b["prefix_mask"]))["params"]
+  params = jax.jit(lambda: nn.unbox(model.init(
+      jax.random.key(0), b["inputs"], b["segment_ids"], b["positions"],
+      b["prefix_mask"]))["params"])()
   return model, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, params, *arrays):
+  return model.apply({"params": params}, *arrays)
 
 
 def _logits(model, params, inputs, segs, pos, prefix=None):
   prefix = np.zeros_like(inputs, bool) if prefix is None else prefix
-  return np.asarray(model.apply({"params": params}, inputs[None], segs[None],
-                                pos[None], prefix[None])[0])
+  return np.asarray(_apply(model, params, inputs[None], segs[None], pos[None],
+                          prefix[None])[0])
 
 
 @pytest.mark.parametrize("positions", ["rope", "learned", "sinusoidal"])

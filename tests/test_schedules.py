@@ -1,0 +1,131 @@
+"""Tests of scaling/schedules.py: exact learning rates (DESIGN.md §4)."""
+
+import functools
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from scaling import schedules
+from scaling.config import ConfigError, default_config
+
+PEAK, W, T, MIN_RATIO, DECAY_FRACTION = 1e-3, 10, 110, 0.1, 0.2
+MIN = MIN_RATIO * PEAK
+K = 22  # WSD decay updates: round(0.2 * 110); they are s = 88 … 109
+
+
+def lr(step, schedule, **overrides):
+  args = dict(peak_lr=PEAK, warmup_steps=W, total_steps=T,
+              min_lr_ratio=MIN_RATIO, decay_fraction=DECAY_FRACTION)
+  args.update(overrides)
+  return np.asarray(schedules.learning_rate(step, schedule=schedule, **args))
+
+
+def cosine(p):
+  return MIN + (PEAK - MIN) * (1 + math.cos(math.pi * p)) / 2
+
+
+# (step, {schedule: expected lr}); p = (s - W + 1) / (T - W).
+EXPECTED = [
+    (0, dict(cosine=1e-4, linear=1e-4, constant=1e-4, wsd=1e-4)),  # first
+    (9, dict(cosine=PEAK, linear=PEAK, constant=PEAK, wsd=PEAK)),  # end warmup
+    (10, dict(cosine=cosine(0.01), linear=PEAK - (PEAK - MIN) * 0.01,
+              constant=PEAK, wsd=PEAK)),
+    (59, dict(cosine=5.5e-4, linear=5.5e-4, constant=PEAK, wsd=PEAK)),  # p=.5
+    (87, dict(wsd=PEAK)),  # last stable update
+    (88, dict(wsd=PEAK - (PEAK - MIN) / K)),  # first decay update
+    (98, dict(wsd=5.5e-4)),  # WSD mid-decay: q = 11/22
+    (109, dict(cosine=MIN, linear=MIN, constant=PEAK, wsd=MIN)),  # last
+]
+
+
+@pytest.mark.parametrize("step,values", EXPECTED)
+def test_exact_values(step, values):
+  for schedule, expected in values.items():
+    np.testing.assert_allclose(lr(step, schedule), expected, rtol=1e-6,
+                               err_msg=f"{schedule} at step {step}")
+
+
+@pytest.mark.parametrize("schedule", schedules.SCHEDULES)
+def test_no_warmup_first_update_nonzero_and_last_at_min(schedule):
+  first, last = lr(0, schedule, warmup_steps=0), lr(T - 1, schedule,
+                                                    warmup_steps=0)
+  expected_first = dict(cosine=cosine(1 / T), linear=PEAK - (PEAK - MIN) / T,
+                        constant=PEAK, wsd=PEAK)[schedule]
+  np.testing.assert_allclose(first, expected_first, rtol=1e-6)
+  assert first > 0
+  np.testing.assert_allclose(last, PEAK if schedule == "constant" else MIN,
+                             rtol=1e-6)
+
+
+def test_wsd_limits_equal_linear_and_constant():
+  steps = np.arange(T)
+  # Decay over all T - W post-warmup updates is the linear schedule.
+  np.testing.assert_allclose(
+      lr(steps, "wsd", decay_fraction=(T - W) / T), lr(steps, "linear"),
+      rtol=1e-6)
+  # decay_fraction 0: no decay (a stable run to branch decays from).
+  np.testing.assert_array_equal(lr(steps, "wsd", decay_fraction=0.0),
+                                lr(steps, "constant"))
+
+
+def test_monotone_after_warmup_and_clipped_past_the_end():
+  for schedule in ("cosine", "linear", "wsd"):
+    values = lr(np.arange(W - 1, T + 5), schedule)
+    assert np.all(np.diff(values) <= 0), schedule
+    assert values[-1] == values[T - W], schedule  # steps >= T stay at min
+
+
+def test_jit_with_traced_hyperparameters_matches_eager_one_compile():
+  traces = []
+
+  @functools.partial(jax.jit, static_argnames="schedule")
+  def jitted(step, peak_lr, warmup_steps, total_steps, min_lr_ratio,
+             decay_fraction, schedule):
+    traces.append(schedule)
+    return schedules.learning_rate(
+        step, schedule=schedule, peak_lr=peak_lr, warmup_steps=warmup_steps,
+        total_steps=total_steps, min_lr_ratio=min_lr_ratio,
+        decay_fraction=decay_fraction)
+
+  steps = np.arange(0, 130, dtype=np.int32)
+  for schedule in schedules.SCHEDULES:
+    for peak, warmup, total in ((1e-3, 10, 110), (3e-4, 0, 90)):
+      args = dict(peak_lr=peak, warmup_steps=warmup, total_steps=total,
+                  min_lr_ratio=0.1, decay_fraction=0.25)
+      # Equal up to float32 rounding: XLA fuses (and may contract a*b+c into
+      # one FMA) under jit, op-by-op eager does not; cosine/constant are
+      # bitwise equal here, linear/wsd within 3 ulp (about 3e-7 relative).
+      np.testing.assert_array_max_ulp(
+          np.asarray(jitted(steps, schedule=schedule, **args)),
+          lr(steps, schedule, **args), maxulp=4)
+  # Different numbers, one program per schedule name.
+  assert sorted(traces) == sorted(schedules.SCHEDULES)
+
+
+def test_unknown_schedule_names_the_field():
+  with pytest.raises(ConfigError, match="schedule.name"):
+    lr(0, "step")
+
+
+def test_resolve_warmup():
+  sched = default_config().schedule
+  sched.warmup_steps, sched.warmup_fraction = -1, 0.05
+  assert schedules.resolve_warmup(sched, 600) == 30
+  assert schedules.resolve_warmup(sched, 10) == 1  # 0.5 rounds half up
+  assert schedules.resolve_warmup(sched, 9) == 0  # 0.45 rounds down
+  sched.warmup_steps = 7
+  assert schedules.resolve_warmup(sched, 600) == 7
+  sched.warmup_steps = 700
+  with pytest.raises(ConfigError, match="schedule.warmup_steps"):
+    schedules.resolve_warmup(sched, 600)
+  sched.warmup_steps, sched.warmup_fraction = -1, 1.5
+  with pytest.raises(ConfigError, match="schedule.warmup_fraction"):
+    schedules.resolve_warmup(sched, 600)
+
+
+def test_schedule_args_of_default_config():
+  args = schedules.schedule_args(default_config())
+  assert args == dict(schedule="cosine", peak_lr=3e-3, warmup_steps=30,
+                      total_steps=600, min_lr_ratio=0.1, decay_fraction=0.2)

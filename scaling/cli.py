@@ -2,6 +2,7 @@
 
     scaling train --workdir DIR [--config FILE[:ARG]] [--config.KEY=VALUE ...]
                   [--init-from RUN_DIR@STEP]
+    scaling check train [train flags] | check sweep NAME
     scaling experiments
     scaling sweep NAME --workdir DIR [--dry-run] [--only REGEX]
     scaling analyze PATH --out DIR [column flags]
@@ -64,15 +65,50 @@ def build_config(config_spec: str | None, overrides):
 def _train(argv: list[str]) -> int:
   args, overrides = parse_train_args(argv)
   config = build_config(args.config, overrides)
-  _initialize_distributed()
+  distributed = _initialize_distributed()
   from scaling import train  # pylint: disable=import-outside-toplevel
   summary = train.train(config, args.workdir, init_from=args.init_from)
   if summary["status"] == train.TERMINATED:
-    return 143
+    return distributed.finish(143)
   if summary["status"] != "finished":
     print(f"run failed: {summary['reason']}", file=sys.stderr)
-    return 1
+    return distributed.finish(1)
   _print_summary(summary)
+  return distributed.finish(0)
+
+
+def _check(argv: list[str]) -> int:
+  """``scaling check train ...`` or ``scaling check sweep NAME``: compile only."""
+  from scaling import aot  # pylint: disable=import-outside-toplevel
+  if argv[:1] == ["sweep"] and len(argv) >= 2:
+    from experiments import registry  # pylint: disable=import-outside-toplevel
+    runs = registry.get(argv[1]).runs()
+    config = max(runs, key=lambda r: r.flops_per_step).config
+  elif argv[:1] == ["train"]:
+    args_ns, overrides = parse_train_args(argv[1:] + (
+        [] if "--workdir" in argv else ["--workdir", "-"]))
+    config = build_config(args_ns.config, overrides)
+  else:
+    print("usage: scaling check train [--config.KEY=VALUE ...] | "
+          "scaling check sweep NAME", file=sys.stderr)
+    return 2
+  m = config.model
+  print(f"compiling the train step: d_model={m.d_model} n_layers={m.n_layers} "
+        f"n_heads={m.n_heads} d_ff={m.d_ff} batch_size={config.batch_size} "
+        f"seq_len={config.seq_len}", flush=True)
+  try:
+    report = aot.check(config)
+  except config_lib.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"error: the train step does not compile for this mesh "
+          f"({config.mesh.to_dict()}): {type(e).__name__}: "
+          f"{str(e).splitlines()[0][:500]}", file=sys.stderr)
+    return 1
+  for key, value in report.items():
+    if key.endswith("bytes_per_device"):
+      value = f"{value / 2**30:.3f} GiB"
+    print(f"  {key:>28}: {value}")
   return 0
 
 
@@ -87,9 +123,11 @@ def _print_summary(summary: dict) -> None:
       print(f"  {key:>16}: {text}")
 
 
-def _initialize_distributed() -> None:
+def _initialize_distributed():
+  """Joins a multi-process job when the environment describes one."""
   from launch import distributed  # pylint: disable=import-outside-toplevel
   distributed.initialize()
+  return distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
       from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
       return exp_cli.main_list(rest)
     if command == "sweep":
-      _initialize_distributed()
+      distributed = _initialize_distributed()
       from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
-      return exp_cli.main_sweep(rest)
+      return distributed.finish(exp_cli.main_sweep(rest))
+    if command == "check":
+      return _check(rest)
     if command == "analyze":
       from analysis import cli as analysis_cli  # pylint: disable=import-outside-toplevel
       return analysis_cli.main(rest)

@@ -130,7 +130,7 @@ def make_train_step(model: Transformer, schedule: str, microbatches: int,
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = dict(params=optax.apply_updates(params, updates),
                      opt_state=opt_state, step=state["step"] + 1)
-    metrics = dict(train_loss=nll / denom, grad_norm=optax.global_norm(grads),
+    metrics = dict(train_loss=nll / denom, grad_norm=optax.tree.norm(grads),
                    lr=lr, loss_tokens=count,
                    real_tokens=jnp.sum(batch["segment_ids"] != 0))
     return new_state, metrics

@@ -156,7 +156,7 @@ def train(config, workdir, init_from: str | None = None) -> dict:
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", config.checkpoint.keep,
                                config.checkpoint.async_save)
   counters = dict(tokens=0, flops=0, loss_tokens=0)
-  with mesh, sharding_lib.rules_context():
+  with jax.set_mesh(mesh), sharding_lib.rules_context():
     restored = ckpt.restore_latest(abstract)
     if restored is not None:
       start, state, meta = restored

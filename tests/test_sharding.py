@@ -28,7 +28,7 @@ def run(mesh_sizes, devices):
   corpus = sources.load_corpus(c.data)
   data = pipeline.TrainStream(corpus, T.ByteTokenizer(), c.seq_len, c.batch_size, 0)
   hp = St.hyperparams(c, 8, 2)
-  with mesh, S.rules_context():
+  with jax.set_mesh(mesh), S.rules_context():
     state = jax.jit(init_fn, out_shardings=shardings)()
     step = jax.jit(St.make_train_step(model, "cosine", 1, False),
                    out_shardings=(shardings, None), donate_argnums=(0,))

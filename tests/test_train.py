@@ -1,0 +1,79 @@
+"""Training-step equalities: gradient accumulation, --init-from, NaN handling."""
+
+import json
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from scaling import model as model_lib
+from scaling import sharding as sharding_lib
+from scaling import step as step_lib
+from scaling import tokenizer as tok_lib
+from scaling import train as train_lib
+from scaling.data import pipeline, sources
+from tests.conftest import tiny_config
+
+
+def test_four_microbatches_give_the_same_update_as_one_batch():
+  c = tiny_config(**{"batch_size": 16})
+  mesh = sharding_lib.make_mesh(c)
+  model = model_lib.build(c)
+  init_fn, _, shardings = step_lib.abstract_state(model, mesh, 0)
+  corpus = sources.load_corpus(c.data)
+  data = pipeline.TrainStream(corpus, tok_lib.ByteTokenizer(), c.seq_len,
+                              c.batch_size, 0)
+  batch = {k: jax.numpy.asarray(v) for k, v in data.local_batch(0).items()}
+  # Make loss-token counts differ between rows so a per-microbatch mean
+  # (instead of a global token-weighted mean) would give another update.
+  batch["loss_mask"] = batch["loss_mask"].at[:5, 10:].set(0.0)
+  hp = step_lib.hyperparams(c, 8, 0)
+  out = {}
+  with jax.set_mesh(mesh), sharding_lib.rules_context():
+    init = jax.device_get(jax.jit(init_fn, out_shardings=shardings)())
+    for micro in (1, 4):
+      fn = jax.jit(step_lib.make_train_step(model, "constant", micro, False))
+      state, m = fn(jax.device_put(init, shardings), batch, hp)
+      update = jax.tree.map(np.subtract, jax.device_get(state["params"]),
+                            init["params"])
+      out[micro] = (np.concatenate([u.ravel() for u in jax.tree.leaves(update)]),
+                    jax.device_get(m))
+  assert abs(out[4][1]["train_loss"] / out[1][1]["train_loss"] - 1) <= 1e-6
+  assert abs(out[4][1]["grad_norm"] / out[1][1]["grad_norm"] - 1) <= 1e-5
+  # The AdamW update of all parameters, relative difference in norm.
+  diff = np.linalg.norm(out[4][0] - out[1][0]) / np.linalg.norm(out[1][0])
+  assert diff <= 1e-5, diff
+
+
+def _read(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_init_from_continues_tokens_and_flops(tmp_path):
+  src = tiny_config(**{"schedule.name": "wsd", "schedule.decay_fraction": 0.0001})
+  train_lib.train(src, tmp_path / "stable")
+  branch = tiny_config(**{"schedule.name": "wsd", "schedule.decay_fraction": 0.5})
+  summary = train_lib.train(branch, tmp_path / "decay",
+                            init_from=f"{tmp_path / 'stable'}@4")
+  stable, decay = _read(tmp_path / "stable"), _read(tmp_path / "decay")
+  assert [r["step"] for r in decay] == [5, 6, 7, 8]
+  for a, b in zip(stable[4:], decay):
+    assert (a["tokens"], a["flops"]) == (b["tokens"], b["flops"])
+  assert decay[-1]["lr"] < stable[-1]["lr"]  # the branch decayed
+  assert summary["tokens"] == stable[-1]["tokens"] > 0
+  assert summary["flops"] == stable[-1]["flops"]
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  c = tiny_config(**{"optimizer.peak_lr": 1e30, "optimizer.grad_clip": 0.0,
+                     "train.steps": 12, "schedule.name": "constant"})
+  summary = train_lib.train(c, tmp_path)
+  assert summary["status"] == "failed"
+  assert "train_loss became nan" in summary["reason"]
+  saved = json.loads((tmp_path / "summary.json").read_text())
+  assert saved["status"] == "failed" and saved["step"] < 12
+  ckpts = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert all(s <= saved["step"] for s in ckpts)
+  records = _read(tmp_path)
+  assert records and all(r["step"] <= saved["step"] for r in records)

@@ -79,11 +79,11 @@ def _train(argv: list[str]) -> int:
 
 def _check(argv: list[str]) -> int:
   """``scaling check train ...`` or ``scaling check sweep NAME``: compile only."""
-  from scaling import aot  # pylint: disable=import-outside-toplevel
+  from scaling import accounting, aot  # pylint: disable=import-outside-toplevel
   if argv[:1] == ["sweep"] and len(argv) >= 2:
     from experiments import registry  # pylint: disable=import-outside-toplevel
-    runs = registry.get(argv[1]).runs()
-    config = max(runs, key=lambda r: r.flops_per_step).config
+    runs = registry.lookup(argv[1]).runs
+    config = max(runs, key=lambda r: accounting.flops_per_step(r.config)["flops"]).config
   elif argv[:1] == ["train"]:
     args_ns, overrides = parse_train_args(argv[1:] + (
         [] if "--workdir" in argv else ["--workdir", "-"]))

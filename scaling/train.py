@@ -181,6 +181,10 @@ def train(config, workdir, init_from: str | None = None) -> dict:
         config.seq_len, config.batch_size, config.data.seed,
         max_tokens=config.data.max_tokens, objective_cfg=config.objective,
         process_index=process_index, process_count=process_count)
+    rows = config.batch_size // process_count
+    print(f"data: process {jax.process_index()} loads rows "
+          f"[{process_index * rows}, {(process_index + 1) * rows}) of each "
+          f"global batch of {config.batch_size}", flush=True)
     evaluator = evaluation.Evaluator(config, corpus, model, mesh)
     batch_shardings = {k: sharding_lib.batch_sharding(mesh)
                        for k in step_lib.BATCH_KEYS}

@@ -1,0 +1,21 @@
+"""Reading results tables and fitting/plotting scaling laws (DESIGN.md §4).
+
+Independent of training: every function works on plain arrays or on any CSV of
+(N, D, C, loss) rows, ours or a paper's. Modules, one job each:
+
+* ``load``: results tables (sweep directories or any CSV) → clean columns.
+* ``powerlaw``: y = k·x^p, the Kaplan form and the frontier L(C) = E + A·C^-γ.
+* ``chinchilla``: the parametric law L(N, D) = E + A/N^α + B/D^β, its Huber
+  objective on log loss and the Approach 3 fit (Hoffmann et al. 2022 §3.3).
+* ``multistart``: batched float64 L-BFGS over many starts, then a scipy polish.
+* ``mle``: the Huber maximum-likelihood fit of Besiroglu et al. 2024 §3.
+* ``envelope``: Approach 1 (lower envelope of loss versus FLOPs).
+* ``isoflop``: Approach 2 (isoFLOP parabolas in log N).
+* ``allocation``: compute-optimal N_opt(C), D_opt(C).
+* ``bootstrap``: confidence intervals by resampling runs.
+* ``data_constrained``: effective-data law of Muennighoff et al. 2023.
+* ``plots``, ``report``, ``markdown``, ``cli``: figures, ``fit.json``,
+  ``report.md`` and ``scaling analyze``.
+
+Nothing is computed at import time; float64 numpy/scipy only.
+"""

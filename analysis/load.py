@@ -1,0 +1,272 @@
+"""Loading results tables: a sweep directory or any CSV → clean (N, D, C, loss).
+
+A sweep directory (DESIGN.md §3) holds ``results.csv`` (one row per run) and
+``curves.csv`` (run, step, tokens, flops, train_loss, eval_loss). For our sweeps
+the default columns are
+
+    N = params_total   (Chinchilla convention: all parameters, Hoffmann et al.
+                        2022; Pearce & Song 2024 trace the Kaplan/Chinchilla gap
+                        to counting non-embedding N at small scale)
+    D = tokens, C = flops (our exact count), loss = eval_loss,
+    run = run, step = step, isoFLOP group = budget (when present).
+
+Any other CSV names its columns (``n_col`` …); unnamed roles fall back to a
+short list of common names (e.g. ``Model Size``, ``Training FLOP``, ``loss``).
+When only C is known, D = C/(6N); when only D is known, C = 6ND; both are said
+in ``notes`` and ``columns``. Rows that are failed, NaN/inf or non-positive in a
+used column are rejected and counted by reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pandas as pd
+
+SWEEP_DEFAULTS = dict(n="params_total", d="tokens", c="flops", loss="eval_loss",
+                      run="run", step="step", budget="budget")
+ALIASES = dict(
+    n=("params_total", "N", "Model Size", "num_params", "params", "n_params"),
+    d=("tokens", "D", "Training Tokens", "token_num", "train_tokens"),
+    c=("flops", "C", "Training FLOP", "FLOPs", "compute"),
+    loss=("eval_loss", "loss", "Loss", "openLM_loss"),
+    run=("run", "run_id", "name"),
+    step=("step", "steps", "current_steps"),
+    budget=("budget",),
+    unique=("unique_tokens",),
+    epochs=("epochs",),
+    schedule=("schedule", "lr_schedule"),
+)
+ROLE_FLAGS = dict(n="--n-col", d="--d-col", c="--c-col", loss="--loss-col",
+                  run="--run-col", step="--step-col", budget="--budget-col",
+                  unique="--unique-col", epochs="--epochs-col")
+
+
+@dataclasses.dataclass
+class Table:
+  """A cleaned results table.
+
+  Attributes:
+    runs: one row per run; columns run, N, D, C, loss and, when known, budget,
+      unique_tokens, schedule (strings/floats; N params, D tokens, C FLOPs,
+      loss nats).
+    curves: curve points (run, step, N, D, C, loss) or None.
+    columns: role → source column, or a derivation such as "C/(6N)".
+    rejected: reason → rows rejected from ``runs``.
+    curves_rejected: reason → curve points rejected.
+    n_rows: rows read from the runs table.
+    notes: human-readable remarks (derivations, defaults).
+    source: dict(path, kind) with kind "sweep" or "csv".
+  """
+
+  runs: pd.DataFrame
+  curves: pd.DataFrame | None
+  columns: dict
+  rejected: dict
+  curves_rejected: dict
+  n_rows: int
+  notes: list
+  source: dict
+
+  def to_json(self) -> dict:
+    """JSON-ready dict of the fields."""
+    return dict(source=self.source, columns=self.columns,
+                rows=dict(read=self.n_rows, used=int(len(self.runs)),
+                          rejected=self.rejected),
+                curves=None if self.curves is None else dict(
+                    used=int(len(self.curves)), rejected=self.curves_rejected),
+                notes=list(self.notes))
+
+
+def _pick(df: pd.DataFrame, role: str, given: str | None,
+          defaults: dict | None) -> str | None:
+  if given:
+    if given not in df.columns:
+      raise ValueError(f"column {given!r} ({ROLE_FLAGS.get(role, role)}) not "
+                       f"in table; columns are {list(df.columns)}")
+    return given
+  if defaults and defaults.get(role) in df.columns:
+    return defaults[role]
+  for name in ALIASES.get(role, ()):
+    if name in df.columns:
+      return name
+  return None
+
+
+def _reject(df: pd.DataFrame, mask: np.ndarray, reason: str, rejected: dict):
+  n = int(mask.sum())
+  if n:
+    rejected[reason] = rejected.get(reason, 0) + n
+  return df[~mask]
+
+
+def load_table(path: str, *, n_col: str | None = None,
+               d_col: str | None = None, c_col: str | None = None,
+               loss_col: str | None = None, run_col: str | None = None,
+               step_col: str | None = None, budget_col: str | None = None,
+               unique_col: str | None = None, epochs_col: str | None = None,
+               drop_highest_loss: int = 0) -> Table:
+  """Reads a sweep directory or a CSV into a ``Table``.
+
+  Args:
+    path: sweep directory (with results.csv, optional curves.csv) or a CSV.
+    n_col, d_col, c_col, loss_col, run_col, step_col, budget_col: source
+      columns for N (parameters), D (tokens), C (FLOPs), loss (nats), run id,
+      step, isoFLOP budget. None = sweep default or a common name. For a CSV,
+      giving both ``run_col`` and ``step_col`` makes its rows checkpoints:
+      each run's last step is the run, all rows become curve points.
+    unique_col: unique tokens U_D (data-constrained runs).
+    epochs_col: epochs; U_D = D/epochs when ``unique_col`` is absent.
+    drop_highest_loss: drop this many highest-loss rows after cleaning
+      (Besiroglu et al. 2024 drop 5 of Epoch's 245 points).
+
+  Raises:
+    FileNotFoundError: no such file, or a directory without results.csv.
+    ValueError: a named column is missing, or N/loss or both D and C absent.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    results = os.path.join(path, "results.csv")
+    if not os.path.exists(results):
+      raise FileNotFoundError(f"{path} is a directory without results.csv "
+                              "(expected a sweep directory, DESIGN.md §3)")
+    kind, defaults, csv_path = "sweep", SWEEP_DEFAULTS, results
+  elif os.path.exists(path):
+    kind, defaults, csv_path = "csv", None, path
+  else:
+    raise FileNotFoundError(f"no such file or directory: {path}")
+  df = pd.read_csv(csv_path)
+  n_rows = len(df)
+  given = dict(n=n_col, d=d_col, c=c_col, loss=loss_col, run=run_col,
+               step=step_col, budget=budget_col, unique=unique_col,
+               epochs=epochs_col)
+  cols = {role: _pick(df, role, given.get(role), defaults)
+          for role in ("n", "d", "c", "loss", "run", "budget", "unique",
+                       "epochs", "schedule")}
+  for role in ("n", "loss"):
+    if cols[role] is None:
+      raise ValueError(f"no {role} column found; name it with "
+                       f"{ROLE_FLAGS[role]} (columns: {list(df.columns)})")
+  if cols["d"] is None and cols["c"] is None:
+    raise ValueError("need tokens D or FLOPs C: name one with --d-col or "
+                     f"--c-col (columns: {list(df.columns)})")
+  notes: list[str] = []
+  rejected: dict = {}
+  if "status" in df.columns:
+    bad = df["status"].astype(str).str.lower().ne("finished").to_numpy()
+    df = _reject(df, bad, "status not finished", rejected)
+
+  out = pd.DataFrame(index=df.index)
+  out["run"] = (df[cols["run"]].astype(str) if cols["run"] else
+                pd.Series([f"row{i}" for i in df.index], index=df.index))
+  out["N"] = pd.to_numeric(df[cols["n"]], errors="coerce")
+  out["loss"] = pd.to_numeric(df[cols["loss"]], errors="coerce")
+  columns = dict(N=cols["n"], loss=cols["loss"], run=cols["run"])
+  if cols["d"] is not None:
+    out["D"] = pd.to_numeric(df[cols["d"]], errors="coerce")
+    columns["D"] = cols["d"]
+  if cols["c"] is not None:
+    out["C"] = pd.to_numeric(df[cols["c"]], errors="coerce")
+    columns["C"] = cols["c"]
+  if cols["d"] is None:
+    out["D"] = out["C"] / (6.0 * out["N"])
+    columns["D"] = f"C/(6N) from {cols['c']}"
+    notes.append(f"no tokens column: D derived as C/(6N) from {cols['c']!r}")
+  if cols["c"] is None:
+    out["C"] = 6.0 * out["N"] * out["D"]
+    columns["C"] = f"6ND from {cols['d']}"
+    notes.append(f"no FLOPs column: C derived as 6·N·D from {cols['d']!r}")
+  if cols["budget"] is not None:
+    out["budget"] = pd.to_numeric(df[cols["budget"]], errors="coerce")
+    columns["budget"] = cols["budget"]
+  if cols["unique"] is not None:
+    out["unique_tokens"] = pd.to_numeric(df[cols["unique"]], errors="coerce")
+    columns["unique_tokens"] = cols["unique"]
+  elif cols["epochs"] is not None:
+    ep = pd.to_numeric(df[cols["epochs"]], errors="coerce")
+    out["unique_tokens"] = out["D"] / ep
+    columns["unique_tokens"] = f"D/{cols['epochs']}"
+    notes.append(f"unique tokens U_D = D / {cols['epochs']!r}")
+  if cols["schedule"] is not None:
+    out["schedule"] = df[cols["schedule"]].astype(str)
+    columns["schedule"] = cols["schedule"]
+
+  used = ["N", "D", "C", "loss"] + (["unique_tokens"] if "unique_tokens" in out
+                                    else [])
+  vals = out[used].to_numpy(np.float64)
+  out = _reject(out, ~np.all(np.isfinite(vals), axis=1), "nan or inf", rejected)
+  vals = out[used].to_numpy(np.float64)
+  out = _reject(out, ~np.all(vals > 0, axis=1), "non-positive", rejected)
+  if drop_highest_loss > 0:
+    order = np.argsort(out["loss"].to_numpy(), kind="stable")
+    mask = np.zeros(len(out), bool)
+    mask[order[len(out) - drop_highest_loss:]] = True
+    out = _reject(out, mask, f"{drop_highest_loss} highest losses dropped",
+                  rejected)
+  if kind == "sweep":
+    notes.append("sweep defaults: N=params_total, D=tokens, C=flops (exact "
+                 "count), loss=eval_loss, isoFLOP groups from 'budget' when "
+                 "present (explicit flags override)")
+
+  curves, curves_rejected = None, {}
+  if kind == "csv" and step_col and cols["run"]:
+    # A table of checkpoints: every row is a curve point, the last step of
+    # each run is the run's row.
+    if step_col not in df.columns:
+      raise ValueError(f"column {step_col!r} (--step-col) not in table")
+    out["step"] = pd.to_numeric(df.loc[out.index, step_col], errors="coerce")
+    curves = out[["run", "step", "N", "D", "C", "loss"]].sort_values(
+        ["run", "C"], kind="stable").reset_index(drop=True)
+    last = out.sort_values("step", kind="stable").groupby("run").tail(1)
+    rejected["earlier checkpoints (kept as curve points)"] = len(out) - len(
+        last)
+    out = last.drop(columns="step").sort_index()
+    columns["step"] = step_col
+    notes.append(f"rows are checkpoints: the last {step_col!r} of each run is "
+                 "its final row, all rows are curve points")
+  if kind == "sweep" and os.path.exists(os.path.join(path, "curves.csv")):
+    curves, curves_rejected = _load_curves(
+        os.path.join(path, "curves.csv"), out, cols, step_col, loss_col)
+  return Table(out.reset_index(drop=True), curves, columns, rejected,
+               curves_rejected, n_rows, notes, dict(path=path, kind=kind))
+
+
+def _load_curves(path: str, runs: pd.DataFrame, cols: dict,
+                 step_col: str | None, loss_col: str | None):
+  """curves.csv → (run, step, N, D, C, loss) points of the accepted runs."""
+  cv = pd.read_csv(path)
+  rejected: dict = {}
+  run_c = cols["run"] or "run"
+  step_c = step_col or ("step" if "step" in cv.columns else None)
+  loss_c = loss_col if loss_col in cv.columns else "eval_loss"
+  d_c = cols["d"] if cols["d"] in cv.columns else "tokens"
+  c_c = cols["c"] if cols["c"] in cv.columns else "flops"
+  for need in (run_c, loss_c):
+    if need not in cv.columns:
+      raise ValueError(f"curves.csv lacks column {need!r}")
+  out = pd.DataFrame(dict(run=cv[run_c].astype(str)))
+  out["step"] = pd.to_numeric(cv[step_c], errors="coerce") if step_c else 0
+  out["loss"] = pd.to_numeric(cv[loss_c], errors="coerce")
+  n_of = dict(zip(runs["run"], runs["N"]))
+  known = out["run"].isin(n_of)
+  out = _reject(out, ~known.to_numpy(), "run rejected or unknown", rejected)
+  out["N"] = out["run"].map(n_of).astype(np.float64)
+  if d_c in cv.columns:
+    out["D"] = pd.to_numeric(cv.loc[out.index, d_c], errors="coerce")
+  if c_c in cv.columns:
+    out["C"] = pd.to_numeric(cv.loc[out.index, c_c], errors="coerce")
+  if "D" not in out and "C" in out:
+    out["D"] = out["C"] / (6.0 * out["N"])
+  if "C" not in out and "D" in out:
+    out["C"] = 6.0 * out["N"] * out["D"]
+  if "C" not in out:
+    raise ValueError("curves.csv has neither tokens nor flops")
+  vals = out[["N", "D", "C", "loss"]].to_numpy(np.float64)
+  out = _reject(out, ~np.all(np.isfinite(vals), axis=1), "nan or inf",
+                rejected)
+  vals = out[["N", "D", "C", "loss"]].to_numpy(np.float64)
+  out = _reject(out, ~np.all(vals > 0, axis=1), "non-positive", rejected)
+  out = out.sort_values(["run", "C"], kind="stable").reset_index(drop=True)
+  return out, rejected

@@ -178,7 +178,9 @@ def abstract_state(model: Transformer, mesh, seed: int):
   with sharding_lib.rules_context():
     boxed = jax.eval_shape(init_params)
   param_shardings = sharding_lib.logical_shardings(mesh, boxed)
-  params_shape = nn.unbox(boxed)
+  params_shape = jax.tree.map(
+      lambda x: x.unbox(apply_constraint=False), boxed,
+      is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
   # The AdamW state's structure does not depend on hyperparameter values.
   tx = optimizer(hyperparams_for_init(), 0.0, decay_mask(params_shape, False))
   opt_shape = jax.eval_shape(tx.init, params_shape)

@@ -57,6 +57,22 @@ def _param(module, name, shape, axes, std, dtype):
       name, nn.with_logical_partitioning(_dense_init(std), axes), shape, dtype)
 
 
+def _matmul(x, w, dtype):
+  """``x[..., K] @ w[K..., N...]`` as one 2-D GEMM over all leading axes of x.
+
+  XLA:CPU lowers the weight gradient of a 3-D ``einsum`` (contracting batch
+  and length together) far slower than a plain 2-D GEMM, so every projection
+  flattens its input rows first. ``w`` may have several input dims (matched
+  to x's trailing dims) and several output dims.
+  """
+  n_in = x.ndim - 2 if w.ndim == 3 and x.ndim == 4 else 1
+  lead, k = x.shape[:x.ndim - n_in], x.shape[x.ndim - n_in:]
+  out = w.shape[n_in:]
+  x2 = x.reshape(-1, math.prod(k)).astype(dtype)
+  w2 = w.reshape(math.prod(k), math.prod(out)).astype(dtype)
+  return (x2 @ w2).reshape(*lead, *out)
+
+
 def _constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
 
@@ -134,24 +150,27 @@ class Attention(nn.Module):
     wv = _param(self, "v", (d, k, dh), ("embed", "kv_heads", "kv"), std, pdtype)
     wo = _param(self, "o", (h, dh, d), ("heads", "kv", "embed"), out_std, pdtype)
     x = x_BxLxD.astype(dtype)
-    q_BxLxHxDh = jnp.einsum("bld,dhk->blhk", x, wq.astype(dtype))
-    k_BxLxKxDh = jnp.einsum("bld,dhk->blhk", x, wk.astype(dtype))
-    v_BxLxKxDh = jnp.einsum("bld,dhk->blhk", x, wv.astype(dtype))
+    q_BxLxHxDh = _matmul(x, wq, dtype)
+    k_BxLxKxDh = _matmul(x, wk, dtype)
+    v_BxLxKxDh = _matmul(x, wv, dtype)
     if c.positions == "rope":
       q_BxLxHxDh = rope(q_BxLxHxDh, positions_BxL, c.rope_theta)
       k_BxLxKxDh = rope(k_BxLxKxDh, positions_BxL, c.rope_theta)
     q_BxLxHxDh = _constrain(q_BxLxHxDh, ("batch", "length", "heads", "kv"))
-    b, length = x.shape[:2]
-    q = q_BxLxHxDh.reshape(b, length, k, h // k, dh) * (dh ** -0.5)
-    logits_BxKxGxLxL = jnp.einsum("bqkgd,bskd->bkgqs", q, k_BxLxKxDh,
-                                  preferred_element_type=jnp.float32)
-    logits_BxKxGxLxL = jnp.where(mask_Bx1xLxL[:, :, None], logits_BxKxGxLxL,
-                                 _NEG_INF)
-    probs = jax.nn.softmax(logits_BxKxGxLxL, axis=-1).astype(dtype)
-    out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v_BxLxKxDh)
-    out_BxLxHxDh = _constrain(out.reshape(b, length, h, dh),
+    # Heads-major layout [B, H, L, Dh]: its backward pass is about twice as
+    # fast on XLA:CPU as contracting in the [B, L, H, Dh] layout. Grouped KV
+    # heads are repeated to the query heads (same FLOPs, G x KV activations).
+    q_BxHxLxDh = jnp.swapaxes(q_BxLxHxDh, 1, 2) * (dh ** -0.5)
+    k_BxHxLxDh = jnp.repeat(jnp.swapaxes(k_BxLxKxDh, 1, 2), h // k, axis=1)
+    v_BxHxLxDh = jnp.repeat(jnp.swapaxes(v_BxLxKxDh, 1, 2), h // k, axis=1)
+    logits_BxHxLxL = jnp.einsum("bhqd,bhsd->bhqs", q_BxHxLxDh, k_BxHxLxDh,
+                                preferred_element_type=jnp.float32)
+    logits_BxHxLxL = jnp.where(mask_Bx1xLxL, logits_BxHxLxL, _NEG_INF)
+    probs_BxHxLxL = jax.nn.softmax(logits_BxHxLxL, axis=-1).astype(dtype)
+    out_BxHxLxDh = jnp.einsum("bhqs,bhsd->bhqd", probs_BxHxLxL, v_BxHxLxDh)
+    out_BxLxHxDh = _constrain(jnp.swapaxes(out_BxHxLxDh, 1, 2),
                               ("batch", "length", "heads", "kv"))
-    return jnp.einsum("blhk,hkd->bld", out_BxLxHxDh, wo.astype(dtype))
+    return _matmul(out_BxLxHxDh, wo, dtype)
 
 
 class Mlp(nn.Module):
@@ -167,16 +186,16 @@ class Mlp(nn.Module):
     x = x_BxLxD.astype(dtype)
     w_in = _param(self, "wi", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
     w_out = _param(self, "wo", (c.d_ff, c.d_model), ("mlp", "embed"), out_std, pdtype)
-    h_BxLxF = x @ w_in.astype(dtype)
+    h_BxLxF = _matmul(x, w_in, dtype)
     if c.mlp == "swiglu":
       w_gate = _param(self, "wg", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
-      h_BxLxF = jax.nn.silu(x @ w_gate.astype(dtype)) * h_BxLxF
+      h_BxLxF = jax.nn.silu(_matmul(x, w_gate, dtype)) * h_BxLxF
     elif c.mlp == "gelu":
       h_BxLxF = jax.nn.gelu(h_BxLxF)
     else:
       h_BxLxF = jax.nn.relu(h_BxLxF)
     h_BxLxF = _constrain(h_BxLxF, ("batch", "length", "mlp"))
-    return h_BxLxF @ w_out.astype(dtype)
+    return _matmul(h_BxLxF, w_out, dtype)
 
 
 class Block(nn.Module):
@@ -248,8 +267,9 @@ class Transformer(nn.Module):
     else:
       w_DxV = _param(self, "unembedding", (c.d_model, self.vocab_size),
                      ("embed", "vocab"), 1.0 / math.sqrt(c.d_model), pdtype)
-    logits = jnp.einsum("bld,dv->blv", x.astype(dtype), w_DxV.astype(dtype),
-                        preferred_element_type=jnp.float32)
+    b, length, d = x.shape
+    logits = jnp.dot(x.reshape(b * length, d).astype(dtype), w_DxV.astype(dtype),
+                     preferred_element_type=jnp.float32).reshape(b, length, -1)
     return _constrain(logits, ("batch", "length", "vocab"))
 
 

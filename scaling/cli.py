@@ -114,7 +114,7 @@ def _check(argv: list[str]) -> int:
 
 def _print_summary(summary: dict) -> None:
   keys = ("step", "tokens", "flops", "params_total", "train_loss", "eval_loss",
-          "eval_bpb", "eval_bpb_se", "unigram_bpb", "wall_seconds",
+          "eval_bpb", "eval_bpb_se", "eval_continuation_bpb", "unigram_bpb", "wall_seconds",
           "compile_seconds")
   for key in keys:
     if summary.get(key) is not None:

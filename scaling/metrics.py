@@ -31,6 +31,8 @@ def _default(x):
 
 
 def _clean(value):
+  if value is None:
+    return None
   value = _default(value) if not isinstance(value, (int, float, str)) else value
   if isinstance(value, float) and not math.isfinite(value):
     return None if math.isnan(value) else value

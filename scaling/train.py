@@ -281,6 +281,7 @@ def train(config, workdir, init_from: str | None = None) -> dict:
           workdir, "train_loss"),
       epochs=data.epochs_at(step), unique_tokens=data.unique_tokens,
       identity=identity, corpus_hash=corpus.corpus_hash,
+      unigram_bpb=pipeline.unigram_entropy_bits_per_byte(corpus.val),
       wall_seconds=time.time() - t_start, compile_seconds=compile_seconds,
       peak_flops_per_sec=peak, peak_source=peak_source)
   summary.update(last_eval)

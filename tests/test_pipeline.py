@@ -83,9 +83,9 @@ def test_non_causal_objective_rows_come_from_objectives(monkeypatch):
       r["inputs"] = np.full(32, k % 256, dtype=np.int32)
       return r
 
-  def example_rows(cfg, tokenizer, docs, seq_len, seed):
+  def example_rows(cfg, tokenizer, docs, seq_len, seed, *, truncated=False):
     calls.update(name=cfg.name, n_tokens=sum(len(d) + 1 for d in docs),
-                 seq_len=seq_len, seed=seed)
+                 seq_len=seq_len, seed=seed, truncated=truncated)
     return FakeRows()
 
   fake = types.ModuleType("scaling.objectives")
@@ -96,7 +96,7 @@ def test_non_causal_objective_rows_come_from_objectives(monkeypatch):
   s = _stream(_corpus(), objective_cfg=cfg, max_tokens=1000,
               process_index=1, process_count=2)
   assert calls == dict(name="span_corruption", n_tokens=1001, seq_len=32,
-                       seed=1)  # capped docs; the truncated one has no EOS
+                       seed=1, truncated=True)  # capped docs; the truncated one has no EOS
   assert s.unique_tokens == 1000
   np.testing.assert_array_equal(s.local_batch(2)["inputs"][:, 0],
                                 [20, 21, 22, 23])

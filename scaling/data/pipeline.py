@@ -103,7 +103,8 @@ class TrainStream:
       docs = [tokenizer.encode(d) for d in corpus.train]
       capped = cap_documents(docs, max_tokens, seed)
       self.source = objectives.example_rows(objective_cfg, tokenizer,
-                                            capped.docs, seq_len, seed)
+                                            capped.docs, seq_len, seed,
+                                            truncated=capped.truncated)
       self.unique_tokens = capped.unique_tokens
     self._dataset = grain.MapDataset.range(_MAX_ROWS).map(
         self._local_row).batch(self.local_batch_size, drop_remainder=True)
@@ -148,8 +149,8 @@ def eval_batches(val_docs: list[bytes], tokenizer: ByteTokenizer,
     tokenizer: the byte tokenizer.
     seq_len: L.
     batch_size: global rows per batch.
-    n_batches: at most this many batches (fewer when the split is used up);
-      -1: the whole split.
+    n_batches: at most this many batches (fewer when the split is used up),
+      their rows evenly spaced over the packed split; -1: the whole split.
 
   Returns:
     List of batch dicts with arrays [batch_size, L].
@@ -166,7 +167,11 @@ def eval_batches(val_docs: list[bytes], tokenizer: ByteTokenizer,
   n = math.ceil(len(rows) / batch_size)
   if n_batches > 0:
     n = min(n, n_batches)
-  rows = rows[:n * batch_size]
+  if n * batch_size < len(rows):
+    # Evenly spaced rows, so a few eval batches sample the whole split
+    # rather than its first documents.
+    pick = np.arange(n * batch_size) * len(rows) // (n * batch_size)
+    rows = [rows[i] for i in pick]
   rows += [padding_row(seq_len)] * (n * batch_size - len(rows))
   return [{k: np.stack([r[k] for r in rows[i:i + batch_size]])
            for k in BATCH_KEYS} for i in range(0, len(rows), batch_size)]

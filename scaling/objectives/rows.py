@@ -83,15 +83,19 @@ class ExampleRows:
 
   def __init__(self, spec: registry.ObjectiveSpec,
                docs: list[np.ndarray], seq_len: int, seed: int,
-               objective_seed: int = 0):
+               objective_seed: int = 0, truncated: bool = False):
     """Builds the token buffer and plans epoch 0.
 
     Args:
       spec: the objective (not causal LM).
-      docs: token arrays of the training documents (EOS is appended here).
+      docs: token arrays of the training documents (EOS is appended here,
+        except after a truncated last document).
       seq_len: L.
       seed: the data seed (order and key), >= 0.
       objective_seed: ``objective.seed``, folded into the key.
+      truncated: the last document was cut by ``data.max_tokens``
+        (:func:`scaling.data.packing.cap_documents`): it does not end there,
+        so it gets no EOS, as in causal packing.
 
     Raises:
       ValueError: causal LM, seed < 0, seq_len too short for one example, or
@@ -107,6 +111,8 @@ class ExampleRows:
     self.seed = int(seed)
     self.key = keys.fold_in(keys.as_key(self.seed), int(objective_seed))
     lengths = np.array([len(d) + 1 for d in docs], dtype=np.int64)
+    if truncated and len(lengths):
+      lengths[-1] -= 1  # no EOS after a document cut by the cap
     self._doc_len = lengths
     self._doc_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     buf = np.full(int(lengths.sum()), tok.EOS, dtype=np.int32)
@@ -248,7 +254,7 @@ class ExampleRows:
 
 def example_rows(objective_cfg, tokenizer: tok.ByteTokenizer,
                  train_docs_tokens: list[np.ndarray], seq_len: int,
-                 seed: int) -> ExampleRows:
+                 seed: int, *, truncated: bool = False) -> ExampleRows:
   """The row source of a non-causal objective for the data pipeline.
 
   Args:
@@ -257,6 +263,8 @@ def example_rows(objective_cfg, tokenizer: tok.ByteTokenizer,
     train_docs_tokens: int token arrays of the training documents (no EOS).
     seq_len: L.
     seed: the data seed.
+    truncated: the last document was cut by ``data.max_tokens``
+      (``CappedDocuments.truncated``) and gets no EOS.
 
   Returns:
     An :class:`ExampleRows` (``.row(k)``, ``.rows_per_epoch``).
@@ -268,4 +276,4 @@ def example_rows(objective_cfg, tokenizer: tok.ByteTokenizer,
   """
   spec = registry.make_spec(objective_cfg, tokenizer)
   return ExampleRows(spec, train_docs_tokens, seq_len, seed,
-                     int(objective_cfg.get("seed", 0)))
+                     int(objective_cfg.get("seed", 0)), truncated=truncated)

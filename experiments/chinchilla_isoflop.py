@@ -1,0 +1,48 @@
+"""``chinchilla_isoflop``: Hoffmann et al. 2022 Approach 2 at realistic scale.
+
+The quickstart's design (isoFLOP parabolas in log N, then power laws of N_opt
+and D_opt in C) at the sizes and budgets of Hoffmann et al. 2022 Figure 3's
+lower end: budgets 1e18 … 3e19 FLOPs (exact ``flops`` count), 9 sizes per
+budget within a factor 4 of N_opt = sqrt(C / 120) (20 tokens per parameter),
+from a fixed-aspect ladder (d_model / n_layers = 64, d_head 64, SwiGLU with
+d_ff = 8/3 d_model rounded to 128); sequences of 2048 bytes, 256 sequences
+(0.5M tokens) per step, bfloat16 compute, hyperparameters from
+``generators.DEFAULT_RULE``.
+
+Cost: about 4e20 FLOPs in all: some 12 chip-days of an H100 or TPU v4 at 40%
+MFU, a few hours on a 64-chip slice; meant for accelerators (here:
+``--dry-run``).
+"""
+
+from __future__ import annotations
+
+from experiments import generators
+from experiments import registry
+from scaling import config as config_lib
+
+BUDGETS = (1e18, 3e18, 1e19, 3e19)
+
+
+@registry.register(
+    "chinchilla_isoflop",
+    description="isoFLOP sweep, 4 budgets 1e18-3e19, ~40M-1.6B params (accelerators)",
+    cost="~4e20 FLOPs: ~12 chip-days at 40% MFU; dry-run on CPU")
+def build():
+  base = config_lib.default_config()
+  base.seq_len = 2048
+  base.batch_size = 256
+  base.model.dtype = "bfloat16"
+  base.model.mlp = "swiglu"
+  base.model.remat = True
+  base.checkpoint.every = 1000
+  base.eval.every = 1000
+  base.eval.batches = 32
+  base.eval.batch_size = 64
+  base.train.log_every = 50
+  shapes = generators.ladder(range(4, 33, 2), aspect_ratio=64, d_head=64,
+                             ffn_ratio=8 / 3, ff_multiple=128)
+  notes = []
+  runs = generators.isoflop(base, BUDGETS, shapes, tokens_per_param=20.0,
+                            factor=4.0, max_sizes=9, min_steps=500,
+                            rule=generators.DEFAULT_RULE, notes=notes)
+  return base, runs, notes

@@ -1,0 +1,158 @@
+"""``scaling experiments`` and ``scaling sweep`` (dispatched from scaling/cli.py).
+
+    scaling experiments [NAME ...] [--verbose]
+    scaling sweep NAME --workdir DIR [--dry-run] [--only REGEX]
+                  [--cache-dir DIR] [--lock-dir DIR] [--retry-failed]
+                  [--no-wait] [--no-analysis] [--no-progress]
+
+Exit status: 0 done; 1 runs left unfinished (``--no-wait``); 2 unknown
+experiment or invalid config; 143 a run was stopped by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from experiments import registry
+
+# How long a sweep takes here: FLOPs at an assumed fraction (MFU) of the peak
+# of scaling.peak (a measured matmul rate on CPU, a datasheet figure on
+# accelerators), plus fixed costs per step (host data, dispatch), per run
+# (corpus, eval, checkpoints) and per compiled model shape. CPU figures set
+# from `scaling sweep quickstart` on the 2-core machine shared with other
+# work, on the safe side: 15 runs (17,820 steps, 4.35e12 FLOPs) took 549 s at
+# load ~5.5 (estimate 10.4 min); 18 runs (21,219 steps, 5.2e12) 410 s at
+# load ~4 (estimate 12 min).
+ASSUMED_MFU_CPU = 0.35
+STEP_SECONDS_CPU = 0.015
+ASSUMED_MFU_ACCELERATOR = 0.3
+STEP_SECONDS_ACCELERATOR = 0.005
+SECONDS_PER_RUN = 3.0
+COMPILE_SECONDS_PER_SHAPE = 6.0
+
+
+def throughput() -> tuple[float, float, str]:
+  """(sustained FLOP/s, fixed seconds per step, how they were obtained)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from scaling import peak  # pylint: disable=import-outside-toplevel
+  peak_flops, source = peak.peak_flops(jax.devices(), "float32")
+  on_cpu = jax.devices()[0].platform == "cpu"
+  mfu = ASSUMED_MFU_CPU if on_cpu else ASSUMED_MFU_ACCELERATOR
+  step = STEP_SECONDS_CPU if on_cpu else STEP_SECONDS_ACCELERATOR
+  return peak_flops * mfu, step, (
+      f"{peak_flops / 1e9:.1f} GFLOP/s peak ({source}) x assumed MFU {mfu}, "
+      f"plus {step * 1e3:g} ms per step")
+
+
+def estimate_seconds(experiment: registry.Experiment, flops_per_sec: float,
+                     step_seconds: float = STEP_SECONDS_CPU) -> float:
+  """Estimated wall time of a whole sweep here, cold compile cache.
+
+  total FLOPs / sustained FLOP/s + step_seconds per optimizer step +
+  SECONDS_PER_RUN per run + COMPILE_SECONDS_PER_SHAPE per distinct shape.
+  """
+  shapes = {(r.config.model.d_model, r.config.model.n_layers,
+             r.config.model.d_ff, r.config.batch_size, r.config.seq_len,
+             r.config.objective.name) for r in experiment.runs}
+  steps = sum(r.steps for r in experiment.runs)
+  return (experiment.total_flops / flops_per_sec + step_seconds * steps
+          + SECONDS_PER_RUN * len(experiment.runs)
+          + COMPILE_SECONDS_PER_SHAPE * len(shapes))
+
+
+def _duration(seconds: float) -> str:
+  if seconds < 90:
+    return f"{seconds:.0f} s"
+  if seconds < 5400:
+    return f"{seconds / 60:.0f} min"
+  if seconds < 2 * 86400:
+    return f"{seconds / 3600:.1f} h"
+  return f"{seconds / 86400:.0f} days"
+
+
+def main_list(argv: list[str]) -> int:
+  """``scaling experiments``: name, runs, total FLOPs, estimated time here.
+
+  Returns:
+    0, or 2 for an unknown name (the known names go to stderr).
+  """
+  parser = argparse.ArgumentParser(
+      prog="scaling experiments",
+      description="List the registered experiments.")
+  parser.add_argument("names", nargs="*", help="only these experiments")
+  parser.add_argument("--verbose", "-v", action="store_true",
+                      help="also print each experiment's cost note and notes")
+  args = parser.parse_args(argv)
+  known = registry.list_experiments()
+  for name in args.names:
+    if name not in known:
+      print(f"error: {registry.UnknownExperiment(name, known)}", file=sys.stderr)
+      return 2
+  rate, step_seconds, how = throughput()
+  print(f"{'name':<20} {'runs':>5} {'total FLOPs':>12} {'est. here':>10}  description")
+  for name in args.names or known:
+    experiment = registry.lookup(name)
+    seconds = estimate_seconds(experiment, rate, step_seconds)
+    print(f"{name:<20} {len(experiment.runs):>5} "
+          f"{experiment.total_flops:>12.3g} {_duration(seconds):>10}  "
+          f"{experiment.description}")
+    if args.verbose:
+      if experiment.cost:
+        print(f"{'':<20} cost: {experiment.cost}")
+      for note in experiment.notes:
+        print(f"{'':<20} note: {note}")
+  print(f"\nFLOPs: exact count (scaling.accounting, training = 3 x forward). "
+        f"Estimated time here: {how}, {SECONDS_PER_RUN:g} s per run and "
+        f"{COMPILE_SECONDS_PER_SHAPE:g} s per model shape (cold compile cache).")
+  return 0
+
+
+def main_sweep(argv: list[str]) -> int:
+  """``scaling sweep NAME --workdir DIR [--dry-run] [--only REGEX] ...``.
+
+  Returns:
+    The exit status (module docstring).
+  """
+  from experiments import runner  # pylint: disable=import-outside-toplevel
+  from scaling import config as config_lib  # pylint: disable=import-outside-toplevel
+  parser = argparse.ArgumentParser(
+      prog="scaling sweep", description="Train every run of an experiment, "
+      "skipping finished runs and resuming partial ones, then analyse.")
+  parser.add_argument("name", help="a registered experiment (scaling experiments)")
+  parser.add_argument("--workdir", required=True,
+                      help="sweep root; runs go to WORKDIR/NAME/<run>")
+  parser.add_argument("--dry-run", action="store_true",
+                      help="print the runs and their FLOPs; train nothing")
+  parser.add_argument("--only", default=None,
+                      help="regex: only runs whose name matches")
+  parser.add_argument("--cache-dir", default=None, help="JAX compilation "
+                      "cache (default WORKDIR/.jax_cache)")
+  parser.add_argument("--lock-dir", default=None, help="run claims (default "
+                      "WORKDIR/NAME/locks; a filesystem all workers share)")
+  parser.add_argument("--retry-failed", action="store_true",
+                      help="train again runs that failed before")
+  parser.add_argument("--no-wait", action="store_true", help="do not wait for "
+                      "runs other workers are training")
+  parser.add_argument("--no-analysis", action="store_true",
+                      help="write the tables but do not fit")
+  parser.add_argument("--no-progress", action="store_true",
+                      help="no sweep progress bar")
+  args = parser.parse_args(argv)
+  try:
+    result = runner.run_sweep(
+        args.name, args.workdir, only=args.only, dry=args.dry_run,
+        cache_dir=args.cache_dir, lock_dir=args.lock_dir,
+        retry_failed=args.retry_failed, wait=not args.no_wait,
+        analyze=not args.no_analysis, progress=not args.no_progress)
+  except registry.UnknownExperiment as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except runner.SweepInterrupted as e:
+    print(f"sweep stopped: {e}; run the same command to resume",
+          file=sys.stderr)
+    return 143
+  return 1 if result.unfinished else 0

@@ -1,0 +1,42 @@
+"""``lr_sweep``: learning rate × width, the grid that checks the per-size rule.
+
+Widths d_model 32, 64, 128, 256 at 2 layers (d_head 16), each trained for
+1M tokens (500 steps of 16 x 128) at 1/8 … 8 times the learning rate of
+``generators.DEFAULT_RULE``. If the rule transfers, every width's best
+multiplier is near 1 (Yang et al. 2022 Figure 1 style; Everett et al. 2024).
+The runs of one width differ only in the learning rate, a traced
+hyperparameter, so each width compiles once.
+
+Cost: about 1.1e14 FLOPs; about 2 hours on 2 CPU cores (estimate), minutes on a GPU.
+"""
+
+from __future__ import annotations
+
+from experiments import generators
+from experiments import registry
+from scaling import config as config_lib
+
+MULTIPLIERS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+WIDTHS = (32, 64, 128, 256)
+
+
+def base_config():
+  """16 x 128 tokens per step, 500 steps, eval at the end."""
+  base = config_lib.default_config()
+  base.seq_len = 128
+  base.batch_size = 16
+  base.train.steps = 500
+  base.eval.every = 500
+  base.checkpoint.every = 250
+  return base
+
+
+@registry.register(
+    "lr_sweep",
+    description="peak_lr x 1/8..8 of the per-size rule x d_model 32..256 (2 layers)",
+    cost="~1.1e14 FLOPs: about 2 hours on 2 CPU cores")
+def build():
+  base = base_config()
+  shapes = generators.width_ladder(2, WIDTHS, d_head=16)
+  runs = generators.lr_sweep(base, shapes, MULTIPLIERS, generators.DEFAULT_RULE)
+  return base, runs

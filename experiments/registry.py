@@ -1,0 +1,253 @@
+"""The experiment registry: names → families of runs (DESIGN.md §3).
+
+An experiment file in this package registers a builder::
+
+    @registry.register("tiny", description="...", cost="...")
+    def build():
+      base = scaling.config.default_config()
+      ...
+      return base, runs            # or (base, runs, notes)
+
+where ``runs`` is a list of :class:`Run` (a short name, the run's full config
+and, for isoFLOP sweeps, its compute budget). The registry discovers every
+module of the package except the infrastructure modules
+(:data:`INFRASTRUCTURE`), so adding an experiment is adding a file.
+
+A run's identity is ``<short-name>-<identity-hash>`` with the hash of
+``scaling.config.identity_hash(config, corpus_hash)``, the same hash the
+trainer records in the run's ``config.json``: re-running a sweep finds its
+runs again, and a changed config is a new run, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import re
+from typing import Any, Callable
+
+import ml_collections
+
+from scaling import accounting
+from scaling import config as config_lib
+
+# Modules of this package that are not experiments.
+INFRASTRUCTURE = frozenset(
+    {"registry", "generators", "runner", "cli", "hparams", "locks", "tables"})
+
+_SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+_]*$")
+
+
+class UnknownExperiment(LookupError):
+  """No experiment of that name; the message lists the known names."""
+
+  def __init__(self, name: str, known: list[str]):
+    self.name = name
+    self.known = known
+    super().__init__(
+        f"unknown experiment '{name}'; known experiments: {', '.join(known)} "
+        "(`scaling experiments` lists them with their size and cost)")
+
+  def __str__(self) -> str:  # LookupError would quote the message
+    return self.args[0]
+
+
+@dataclasses.dataclass
+class Run:
+  """One run of an experiment.
+
+  Attributes:
+    short_name: readable, filesystem-safe name (letters, digits, ``._=+_``;
+      no ``-``, which separates it from the identity hash).
+    config: the run's full config (``scaling.config.default_config()`` schema).
+    budget: the isoFLOP budget C in the exact ``flops`` count, or None.
+    tags: extra values describing the run (e.g. shape, epochs), written to
+      the results table as columns.
+  """
+
+  short_name: str
+  config: ml_collections.ConfigDict
+  budget: float | None = None
+  tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if not _SHORT_NAME.match(self.short_name):
+      raise ValueError(
+          f"run short name '{self.short_name}' must match "
+          f"{_SHORT_NAME.pattern} (no '-': it separates the identity hash)")
+
+  @property
+  def steps(self) -> int:
+    """Optimizer steps (``accounting.train_steps``)."""
+    return accounting.train_steps(self.config)
+
+  @property
+  def flops(self) -> float:
+    """Training FLOPs of the whole run in the exact ``flops`` count."""
+    return self.steps * accounting.flops_per_step(self.config)["flops"]
+
+  def name(self) -> str:
+    """``<short-name>-<identity-hash>`` (hash includes the corpus hash).
+
+    Raises:
+      ConfigError: if the corpus named by ``config.data`` cannot be loaded.
+    """
+    return f"{self.short_name}-{identity(self.config)}"
+
+
+@dataclasses.dataclass
+class Experiment:
+  """A registered family of runs.
+
+  Attributes:
+    name: registry name.
+    description: one line.
+    cost: the expected cost (where it is meant to run, how long).
+    base: the base config the runs were generated from.
+    runs: the runs, in the order the runner trains them.
+    notes: generator notes (e.g. runs dropped for too few steps).
+  """
+
+  name: str
+  description: str
+  cost: str
+  base: ml_collections.ConfigDict
+  runs: list[Run]
+  notes: list[str] = dataclasses.field(default_factory=list)
+
+  @property
+  def total_flops(self) -> float:
+    """Sum of the runs' training FLOPs (exact ``flops`` count)."""
+    return float(sum(r.flops for r in self.runs))
+
+  def check(self) -> None:
+    """Validates every run config and the uniqueness of the short names.
+
+    Raises:
+      ConfigError: a run's config is invalid (the message names the run).
+      ValueError: two runs share a short name, or there are no runs.
+    """
+    if not self.runs:
+      raise ValueError(f"experiment '{self.name}' has no runs")
+    seen = {}
+    for run in self.runs:
+      if run.short_name in seen:
+        raise ValueError(
+            f"experiment '{self.name}': two runs are named "
+            f"'{run.short_name}'; give each run its own short name")
+      seen[run.short_name] = run
+      try:
+        config_lib.validate(run.config)
+      except config_lib.ConfigError as e:
+        raise config_lib.ConfigError(
+            e.field, f"(experiment '{self.name}', run '{run.short_name}') "
+            f"{e}") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  name: str
+  description: str
+  cost: str
+  builder: Callable[[], tuple]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_DISCOVERED = False
+_CORPUS_HASHES: dict[tuple, str] = {}
+
+
+def register(name: str, description: str, cost: str = ""):
+  """Decorator registering ``builder() -> (base, runs[, notes])`` as ``name``.
+
+  Raises:
+    ValueError: if ``name`` is already registered by another builder.
+  """
+
+  def decorate(builder):
+    previous = _REGISTRY.get(name)
+    if previous is not None and (
+        (previous.builder.__module__, previous.builder.__qualname__)
+        != (builder.__module__, builder.__qualname__)):
+      raise ValueError(f"experiment '{name}' is already registered by "
+                       f"{previous.builder.__module__}")
+    _REGISTRY[name] = _Entry(name, description, cost, builder)
+    return builder
+
+  return decorate
+
+
+def _discover() -> None:
+  """Imports every experiment module of this package (once)."""
+  global _DISCOVERED
+  if _DISCOVERED:
+    return
+  import experiments  # pylint: disable=import-outside-toplevel
+  for info in pkgutil.iter_modules(experiments.__path__):
+    if info.name.startswith("_") or info.name in INFRASTRUCTURE:
+      continue
+    importlib.import_module(f"experiments.{info.name}")
+  _DISCOVERED = True
+
+
+def list_experiments() -> list[str]:
+  """Sorted names of the registered experiments."""
+  _discover()
+  return sorted(_REGISTRY)
+
+
+def describe(name: str) -> tuple[str, str]:
+  """(description, cost) of a registered experiment without building it.
+
+  Raises:
+    UnknownExperiment: for an unregistered name.
+  """
+  _discover()
+  if name not in _REGISTRY:
+    raise UnknownExperiment(name, list_experiments())
+  entry = _REGISTRY[name]
+  return entry.description, entry.cost
+
+
+def lookup(name: str) -> Experiment:
+  """Builds and checks the experiment registered as ``name``.
+
+  Raises:
+    UnknownExperiment: for an unregistered name (lists the known names).
+    ConfigError, ValueError: if the builder produces an invalid run.
+  """
+  _discover()
+  if name not in _REGISTRY:
+    raise UnknownExperiment(name, list_experiments())
+  entry = _REGISTRY[name]
+  built = entry.builder()
+  if len(built) == 2:
+    (base, runs), notes = built, []
+  else:
+    base, runs, notes = built
+  experiment = Experiment(name=name, description=entry.description,
+                          cost=entry.cost, base=base, runs=list(runs),
+                          notes=list(notes))
+  experiment.check()
+  return experiment
+
+
+def corpus_hash(data_cfg) -> str:
+  """Content hash of the corpus named by ``data_cfg``, cached per process.
+
+  Loading the built-in corpus takes a second or two the first time.
+
+  Raises:
+    ConfigError: as ``scaling.data.sources.load_corpus``.
+  """
+  key = (data_cfg.source, data_cfg.path, float(data_cfg.val_fraction))
+  if key not in _CORPUS_HASHES:
+    from scaling.data import sources  # pylint: disable=import-outside-toplevel
+    _CORPUS_HASHES[key] = sources.load_corpus(data_cfg).corpus_hash
+  return _CORPUS_HASHES[key]
+
+
+def identity(config: ml_collections.ConfigDict) -> str:
+  """The run identity hash, as the trainer computes it (with the corpus hash)."""
+  return config_lib.identity_hash(config, corpus_hash(config.data))

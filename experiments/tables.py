@@ -1,0 +1,142 @@
+"""A sweep's tables: ``results.csv`` (one final row per run) and ``curves.csv``
+(every logged step of every run), DESIGN.md §3.
+
+``results.csv`` columns, in order: ``run`` (``<short-name>-<identity>``),
+``short_name``, ``status`` (finished | failed | partial | running | pending),
+``reason``, ``budget`` (isoFLOP C in ``flops``, empty otherwise), the runs'
+tags, the planned config columns (:data:`CONFIG_COLUMNS`, ``steps_planned``,
+``flops_planned``), then every key of the runs' ``summary.json`` (``step``,
+``tokens``, ``flops``, ``flops_6nd``, ``flops_kaplan``, ``params_*``,
+``train_loss``, ``eval_loss``, ``eval_bpb``, ``wall_seconds``,
+``compile_seconds``, ...). ``curves.csv``: ``run, step, tokens, flops,
+train_loss, eval_loss``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Sequence
+
+from etils import epath
+import pandas as pd
+
+from experiments.registry import Run
+
+# (column, dotted config key) of the planned configuration.
+CONFIG_COLUMNS = (
+    ("d_model", "model.d_model"), ("n_layers", "model.n_layers"),
+    ("n_heads", "model.n_heads"), ("n_kv_heads", "model.n_kv_heads"),
+    ("d_ff", "model.d_ff"), ("mlp", "model.mlp"),
+    ("batch_size", "batch_size"), ("seq_len", "seq_len"),
+    ("objective", "objective.name"), ("peak_lr", "optimizer.peak_lr"),
+    ("b2", "optimizer.b2"), ("schedule", "schedule.name"),
+    ("warmup_fraction", "schedule.warmup_fraction"),
+    ("max_tokens", "data.max_tokens"), ("seed", "train.seed"),
+)
+CURVE_COLUMNS = ("run", "step", "tokens", "flops", "train_loss", "eval_loss")
+# Columns that measure time (differ between otherwise identical runs).
+WALL_CLOCK_COLUMNS = ("wall_seconds", "compile_seconds", "peak_flops_per_sec",
+                      "peak_source")
+
+
+def _get(config, dotted: str) -> Any:
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def read_json(path) -> dict | None:
+  """A JSON file's contents, or None if missing or unreadable."""
+  path = epath.Path(path)
+  try:
+    return json.loads(path.read_text())
+  except (FileNotFoundError, ValueError, OSError):
+    return None
+
+
+def run_status(run_dir) -> tuple[str, dict | None]:
+  """(status, summary) of a run directory.
+
+  Status is the summary's ``status`` when ``summary.json`` exists, else
+  ``partial`` when the directory holds metrics or checkpoints, else
+  ``pending``.
+  """
+  run_dir = epath.Path(run_dir)
+  summary = read_json(run_dir / "summary.json")
+  if summary is not None:
+    return str(summary.get("status", "failed")), summary
+  if (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists():
+    return "partial", None
+  return "pending", None
+
+
+def _scalar(value: Any) -> Any:
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return json.dumps(value, sort_keys=True)
+
+
+def result_row(run: Run, name: str, status: str, summary: dict | None) -> dict:
+  """The results.csv row of one run (planned config + its summary)."""
+  row = dict(run=name, short_name=run.short_name, status=status,
+             reason=(summary or {}).get("reason", "") or "",
+             budget=run.budget)
+  for key, value in run.tags.items():
+    row[key] = _scalar(value)
+  for column, dotted in CONFIG_COLUMNS:
+    row[column] = _scalar(_get(run.config, dotted))
+  row["steps_planned"] = run.steps
+  row["flops_planned"] = run.flops
+  for key, value in (summary or {}).items():
+    if key not in ("status", "reason"):
+      row[key] = _scalar(value)
+  return row
+
+
+def curve_rows(name: str, run_dir) -> list[dict]:
+  """One row per logged step of ``run_dir/metrics.jsonl`` (merged by step)."""
+  path = epath.Path(run_dir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  by_step: dict[int, dict] = {}
+  for line in path.read_text().splitlines():
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue  # a line cut short by a kill
+    if "step" not in record:
+      continue
+    merged = by_step.setdefault(int(record["step"]), {})
+    merged.update({k: v for k, v in record.items() if v is not None})
+  rows = []
+  for step in sorted(by_step):
+    record = by_step[step]
+    row = dict(run=name, step=step)
+    for key in CURVE_COLUMNS[2:]:
+      value = record.get(key)
+      row[key] = math.nan if value is None else value
+    rows.append(row)
+  return rows
+
+
+def write_csv_atomic(path, rows: Sequence[dict],
+                     columns: Sequence[str] | None = None) -> None:
+  """Writes rows as CSV through a temporary file and a rename.
+
+  Columns are ``columns`` if given, else the union of the rows' keys in first
+  seen order.
+  """
+  path = epath.Path(path)
+  if columns is None:
+    columns = []
+    for row in rows:
+      columns.extend(k for k in row if k not in columns)
+  frame = pd.DataFrame(list(rows), columns=list(columns))
+  tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+  tmp.write_text(frame.to_csv(index=False))
+  tmp.replace(path)

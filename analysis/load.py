@@ -80,6 +80,12 @@ class Table:
                 notes=list(self.notes))
 
 
+
+def _num(values, errors="coerce"):
+  """A numeric column as float64 (products of int64 FLOP counts overflow)."""
+  return pd.to_numeric(values, errors=errors).astype(np.float64)
+
+
 def _pick(df: pd.DataFrame, role: str, given: str | None,
           defaults: dict | None) -> str | None:
   if given:
@@ -161,14 +167,14 @@ def load_table(path: str, *, n_col: str | None = None,
   out = pd.DataFrame(index=df.index)
   out["run"] = (df[cols["run"]].astype(str) if cols["run"] else
                 pd.Series([f"row{i}" for i in df.index], index=df.index))
-  out["N"] = pd.to_numeric(df[cols["n"]], errors="coerce")
-  out["loss"] = pd.to_numeric(df[cols["loss"]], errors="coerce")
+  out["N"] = _num(df[cols["n"]], errors="coerce")
+  out["loss"] = _num(df[cols["loss"]], errors="coerce")
   columns = dict(N=cols["n"], loss=cols["loss"], run=cols["run"])
   if cols["d"] is not None:
-    out["D"] = pd.to_numeric(df[cols["d"]], errors="coerce")
+    out["D"] = _num(df[cols["d"]], errors="coerce")
     columns["D"] = cols["d"]
   if cols["c"] is not None:
-    out["C"] = pd.to_numeric(df[cols["c"]], errors="coerce")
+    out["C"] = _num(df[cols["c"]], errors="coerce")
     columns["C"] = cols["c"]
   if cols["d"] is None:
     out["D"] = out["C"] / (6.0 * out["N"])
@@ -179,13 +185,13 @@ def load_table(path: str, *, n_col: str | None = None,
     columns["C"] = f"6ND from {cols['d']}"
     notes.append(f"no FLOPs column: C derived as 6·N·D from {cols['d']!r}")
   if cols["budget"] is not None:
-    out["budget"] = pd.to_numeric(df[cols["budget"]], errors="coerce")
+    out["budget"] = _num(df[cols["budget"]], errors="coerce")
     columns["budget"] = cols["budget"]
   if cols["unique"] is not None:
-    out["unique_tokens"] = pd.to_numeric(df[cols["unique"]], errors="coerce")
+    out["unique_tokens"] = _num(df[cols["unique"]], errors="coerce")
     columns["unique_tokens"] = cols["unique"]
   elif cols["epochs"] is not None:
-    ep = pd.to_numeric(df[cols["epochs"]], errors="coerce")
+    ep = _num(df[cols["epochs"]], errors="coerce")
     out["unique_tokens"] = out["D"] / ep
     columns["unique_tokens"] = f"D/{cols['epochs']}"
     notes.append(f"unique tokens U_D = D / {cols['epochs']!r}")
@@ -216,7 +222,7 @@ def load_table(path: str, *, n_col: str | None = None,
     # each run is the run's row.
     if step_col not in df.columns:
       raise ValueError(f"column {step_col!r} (--step-col) not in table")
-    out["step"] = pd.to_numeric(df.loc[out.index, step_col], errors="coerce")
+    out["step"] = _num(df.loc[out.index, step_col], errors="coerce")
     curves = out[["run", "step", "N", "D", "C", "loss"]].sort_values(
         ["run", "C"], kind="stable").reset_index(drop=True)
     last = out.sort_values("step", kind="stable").groupby("run").tail(1)
@@ -247,16 +253,16 @@ def _load_curves(path: str, runs: pd.DataFrame, cols: dict,
     if need not in cv.columns:
       raise ValueError(f"curves.csv lacks column {need!r}")
   out = pd.DataFrame(dict(run=cv[run_c].astype(str)))
-  out["step"] = pd.to_numeric(cv[step_c], errors="coerce") if step_c else 0
-  out["loss"] = pd.to_numeric(cv[loss_c], errors="coerce")
+  out["step"] = _num(cv[step_c], errors="coerce") if step_c else 0
+  out["loss"] = _num(cv[loss_c], errors="coerce")
   n_of = dict(zip(runs["run"], runs["N"]))
   known = out["run"].isin(n_of)
   out = _reject(out, ~known.to_numpy(), "run rejected or unknown", rejected)
   out["N"] = out["run"].map(n_of).astype(np.float64)
   if d_c in cv.columns:
-    out["D"] = pd.to_numeric(cv.loc[out.index, d_c], errors="coerce")
+    out["D"] = _num(cv.loc[out.index, d_c], errors="coerce")
   if c_c in cv.columns:
-    out["C"] = pd.to_numeric(cv.loc[out.index, c_c], errors="coerce")
+    out["C"] = _num(cv.loc[out.index, c_c], errors="coerce")
   if "D" not in out and "C" in out:
     out["D"] = out["C"] / (6.0 * out["N"])
   if "C" not in out and "D" in out:

@@ -114,36 +114,6 @@ def estimate_seconds(runs) -> float:
   return total + COMPILE_SECONDS * len(shapes)
 
 
-@registry.register(
-    "objectives",
-    description=("6 objectives x 4 budgets x 3 sizes at equal FLOPs, scored "
-                 "on the shared bits-per-byte view"),
-    cost="<= 20 min on 2 CPU cores (about 15 estimated, compile included)")
-def build():
-  base = base_config()
-  notes, runs = [], []
-  for name in OBJECTIVES:
-    objective_base = generators.apply_overrides(base, {"objective.name": name})
-    for run in generators.isoflop(
-        objective_base, BUDGETS, SHAPES, tokens_per_param=TOKENS_PER_PARAM,
-        factor=4.0, max_sizes=SIZES_PER_BUDGET, min_steps=MIN_STEPS,
-        rule=generators.DEFAULT_RULE, notes=notes):
-      config = run.config
-      steps = config.train.steps
-      config.eval.every = steps  # the final model only: the frontier's point
-      config.checkpoint.every = steps
-      runs.append(registry.Run(f"{name}_{run.short_name}", config,
-                               budget=run.budget, tags=dict(run.tags)))
-  notes.append(f"estimated {estimate_seconds(runs) / 60:.1f} min on 2 CPU "
-               "cores, cold compile cache")
-  notes.append("frontiers per objective: python -m experiments.objectives "
-               "SWEEP_DIR (analysis.report fits one law to the whole table)")
-  return base, runs, notes
-
-
-# ------------------------------------------------------------------ analysis
-
-
 def _fit(budget, c, loss) -> dict:
   """Frontier fit on the compute-optimal runs (C FLOPs, loss bits per byte).
 
@@ -276,6 +246,37 @@ def _plot(result: dict, out_dir: str) -> list[str]:
     fig.savefig(os.path.join(out_dir, name), dpi=120)
     names.append(name)
   return names
+
+
+@registry.register(
+    "objectives",
+    description=("6 objectives x 4 budgets x 3 sizes at equal FLOPs, scored "
+                 "on the shared bits-per-byte view"),
+    cost="<= 20 min on 2 CPU cores (about 15 estimated, compile included)",
+    analyze=analyze)
+def build():
+  base = base_config()
+  notes, runs = [], []
+  for name in OBJECTIVES:
+    objective_base = generators.apply_overrides(base, {"objective.name": name})
+    for run in generators.isoflop(
+        objective_base, BUDGETS, SHAPES, tokens_per_param=TOKENS_PER_PARAM,
+        factor=4.0, max_sizes=SIZES_PER_BUDGET, min_steps=MIN_STEPS,
+        rule=generators.DEFAULT_RULE, notes=notes):
+      config = run.config
+      steps = config.train.steps
+      config.eval.every = steps  # the final model only: the frontier's point
+      config.checkpoint.every = steps
+      runs.append(registry.Run(f"{name}_{run.short_name}", config,
+                               budget=run.budget, tags=dict(run.tags)))
+  notes.append(f"estimated {estimate_seconds(runs) / 60:.1f} min on 2 CPU "
+               "cores, cold compile cache")
+  notes.append("frontiers per objective: python -m experiments.objectives "
+               "SWEEP_DIR (analysis.report fits one law to the whole table)")
+  return base, runs, notes
+
+
+# ------------------------------------------------------------------ analysis
 
 
 def main(argv: list[str]) -> int:

@@ -115,6 +115,7 @@ class Experiment:
   base: ml_collections.ConfigDict
   runs: list[Run]
   notes: list[str] = dataclasses.field(default_factory=list)
+  analyze: Callable[[str, str], dict] | None = None
 
   @property
   def total_flops(self) -> float:
@@ -151,6 +152,7 @@ class _Entry:
   description: str
   cost: str
   builder: Callable[[], tuple]
+  analyze: Callable[[str, str], dict] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -158,8 +160,13 @@ _DISCOVERED = False
 _CORPUS_HASHES: dict[tuple, str] = {}
 
 
-def register(name: str, description: str, cost: str = ""):
+def register(name: str, description: str, cost: str = "",
+             analyze: Callable[[str, str], dict] | None = None):
   """Decorator registering ``builder() -> (base, runs[, notes])`` as ``name``.
+
+  ``analyze(sweep_dir, out_dir) -> dict`` replaces the default analysis
+  (``analysis.report.analyze``) for experiments whose runs must not be fitted
+  as one family (e.g. different objectives).
 
   Raises:
     ValueError: if ``name`` is already registered by another builder.
@@ -172,7 +179,7 @@ def register(name: str, description: str, cost: str = ""):
         != (builder.__module__, builder.__qualname__)):
       raise ValueError(f"experiment '{name}' is already registered by "
                        f"{previous.builder.__module__}")
-    _REGISTRY[name] = _Entry(name, description, cost, builder)
+    _REGISTRY[name] = _Entry(name, description, cost, builder, analyze)
     return builder
 
   return decorate
@@ -228,7 +235,7 @@ def lookup(name: str) -> Experiment:
     base, runs, notes = built
   experiment = Experiment(name=name, description=entry.description,
                           cost=entry.cost, base=base, runs=list(runs),
-                          notes=list(notes))
+                          notes=list(notes), analyze=entry.analyze)
   experiment.check()
   return experiment
 

@@ -423,7 +423,7 @@ def _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
     analysis_error = "no finished runs to analyse"
   else:
     analysis, analysis_error = _analyze(sweep_dir, lock_root, stale_seconds,
-                                        heartbeat_seconds)
+                                        heartbeat_seconds, experiment.analyze)
 
   compile_total = sum(float(r.get("compile_seconds") or 0) for r in rows)
   wall_total = sum(float(r.get("wall_seconds") or 0) for r in rows)
@@ -444,15 +444,20 @@ def _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
                      unfinished, compile_s, train_s, analysis, analysis_error)
 
 
-def _analyze(sweep_dir, lock_root, stale_seconds, heartbeat_seconds):
-  """Runs the analysis once (one worker at a time); never raises."""
+def _analyze(sweep_dir, lock_root, stale_seconds, heartbeat_seconds,
+             custom=None):
+  """Runs the analysis once (one worker at a time); never raises.
+
+  ``custom(sweep_dir, out_dir)`` is the experiment's own analysis, if any.
+  """
   lock = locks.RunLock(os.path.join(lock_root, "analysis.lock"), stale_seconds,
                        heartbeat_seconds)
   if not lock.acquire():
     return None, "another worker is analysing this sweep"
   try:
     from analysis import report  # pylint: disable=import-outside-toplevel
-    result = report.analyze(os.fspath(sweep_dir), os.fspath(sweep_dir / "analysis"))
+    analyze = custom or report.analyze
+    result = analyze(os.fspath(sweep_dir), os.fspath(sweep_dir / "analysis"))
     return result, None
   except Exception as e:  # pylint: disable=broad-except
     error = f"{type(e).__name__}: {e}"

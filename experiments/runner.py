@@ -40,6 +40,8 @@ import traceback
 from typing import Any, TextIO
 
 from etils import epath
+import jax
+import numpy as np
 
 from experiments import locks
 from experiments import registry
@@ -146,7 +148,12 @@ def _worker() -> str:
 
 
 def _log_event(log_dir: epath.Path, event: str, run: str, **extra) -> None:
-  """Appends one JSON line to log_dir/sweep_log.jsonl (O_APPEND: lines never mix)."""
+  """Appends one JSON line to log_dir/sweep_log.jsonl (O_APPEND: lines never mix).
+
+  Only process 0 of a multi-host job logs.
+  """
+  if jax.process_index() != 0:
+    return
   record = dict(event=event, run=run, worker=_worker(), time=time.time(), **extra)
   line = (json.dumps(record, sort_keys=True) + "\n").encode()
   os.makedirs(os.fspath(log_dir), exist_ok=True)
@@ -311,8 +318,12 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
 
   failed_before = {names[id(r)] for r in runs
                    if tables.run_status(sweep_dir / names[id(r)])[0] == "failed"}
-  pending = [r for r in runs
-             if not done(r, tables.run_status(sweep_dir / names[id(r)])[0])]
+  is_main = jax.process_index() == 0
+  # Every decision below is process 0's, broadcast, so the processes of a
+  # multi-host job train the same run at the same time (DESIGN.md §3).
+  todo = _agree([not done(r, tables.run_status(sweep_dir / names[id(r)])[0])
+                 for r in runs])
+  pending = [r for r, t in zip(runs, todo) if t]
   skipped = [names[id(r)] for r in runs if r not in pending]
   for name in skipped:
     _log_event(log_dir, "skip", name)
@@ -334,22 +345,23 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
       for run in list(pending):
         name = names[id(run)]
         run_dir = sweep_dir / name
-        if done(run, tables.run_status(run_dir)[0]) or name in attempted:
+        if _agree(done(run, tables.run_status(run_dir)[0])) or name in attempted:
           pending.remove(run)
           if name not in attempted:
             if bar is not None:
               bar.total -= run.flops
               bar.refresh()
           continue
-        lock = locks.RunLock(os.path.join(lock_root, f"{name}.lock"),
-                             stale_seconds, heartbeat_seconds)
-        if not lock.acquire():
+        lock = (locks.RunLock(os.path.join(lock_root, f"{name}.lock"),
+                              stale_seconds, heartbeat_seconds)
+                if is_main else None)
+        if not _agree(lock is not None and lock.acquire()):
           continue
         try:
-          if lock.broke is not None:
+          if lock is not None and lock.broke is not None:
             _log_event(log_dir, "takeover", name, previous=lock.broke)
           # Another worker may have finished it between our check and claim.
-          if done(run, tables.run_status(run_dir)[0]):
+          if _agree(done(run, tables.run_status(run_dir)[0])):
             continue
           attempted.add(name)
           before = compile_stats()
@@ -369,10 +381,11 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
             failed.append(name)
             _log_event(log_dir, "fail", name, reason=summary.get("reason"), **extra)
             print(f"run {name} failed: {summary.get('reason')}", file=out)
-          if lock.lost:
+          if lock is not None and lock.lost:
             _log_event(log_dir, "lost_claim", name)
         finally:
-          lock.release()
+          if lock is not None:
+            lock.release()
           progressed = True
         pending.remove(run)
         if bar is not None:
@@ -391,10 +404,25 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
                  stale_seconds, heartbeat_seconds, out)
 
 
+def _agree(value):
+  """Process 0's ``value`` (a bool or list of bools) on every process."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  arr = multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32))
+  return [bool(x) for x in arr] if isinstance(value, list) else bool(arr)
+
+
 def _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
             compile_s, train_s, t_sweep, lock_root, analyze, stale_seconds,
             heartbeat_seconds, out) -> SweepResult:
-  """Writes the tables and the sweep summary, then runs the analysis."""
+  """Writes the tables and the sweep summary, then runs the analysis.
+
+  Only process 0 of a multi-host job writes them.
+  """
+  if jax.process_index() != 0:
+    return SweepResult(os.fspath(sweep_dir), [], trained, skipped, failed, [],
+                       compile_s, train_s, None, "written by process 0")
   rows, curves = [], []
   for run in experiment.runs:
     name = names.get(id(run)) or run.name()

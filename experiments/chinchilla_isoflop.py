@@ -34,6 +34,10 @@ def build():
   base.model.dtype = "bfloat16"
   base.model.mlp = "swiglu"
   base.model.remat = True
+  # Sized for a 256-chip slice (v5e-256, v4-256): parameters and optimizer
+  # state sharded 128 ways (ZeRO-3 style; every d_model of the ladder is a
+  # multiple of 128), two data-parallel replicas.
+  base.mesh.data, base.mesh.fsdp = -1, 128
   base.checkpoint.every = 1000
   base.eval.every = 1000
   base.eval.batches = 32

@@ -355,6 +355,11 @@ def validate(config: ml_collections.ConfigDict, n_devices: int | None = None) ->
           f"{config.batch_size} / microbatches={t.microbatches}) is not "
           f"divisible by data*fsdp = {data * fsdp}; change batch_size, "
           "train.microbatches or the mesh.")
+    if m.d_model % fsdp:
+      raise ConfigError(
+          "model.d_model", f"{m.d_model} is not divisible by the fsdp axis "
+          f"({fsdp}), which shards every weight's d_model dimension; change "
+          "mesh.fsdp or model.d_model.")
     for field in ("n_heads", "n_kv_heads", "d_ff"):
       if m[field] % tensor:
         raise ConfigError(

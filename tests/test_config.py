@@ -116,7 +116,7 @@ def test_cli_unknown_key_exits_2():
 
 
 def test_fsdp_axis_must_divide_d_model():
-  e = _error(tiny_config(**{"mesh.data": 1, "mesh.fsdp": 8, "model.d_model": 44,
-                            "model.n_heads": 4, "model.n_kv_heads": 4,
+  e = _error(tiny_config(**{"mesh.data": 1, "mesh.fsdp": 8, "model.d_model": 36,
+                            "model.n_heads": 2, "model.n_kv_heads": 2,
                             "batch_size": 8}))
   assert e.field == "model.d_model" and "fsdp" in str(e)

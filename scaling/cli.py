@@ -113,6 +113,7 @@ def _check(argv: list[str]) -> int:
 
 
 def _print_summary(summary: dict) -> None:
+  """Prints the run's headline figures (and eval_bpb against unigram entropy)."""
   keys = ("step", "tokens", "flops", "params_total", "train_loss", "eval_loss",
           "eval_bpb", "eval_bpb_se", "eval_continuation_bpb", "unigram_bpb", "wall_seconds",
           "compile_seconds")
@@ -120,7 +121,11 @@ def _print_summary(summary: dict) -> None:
     if summary.get(key) is not None:
       value = summary[key]
       text = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
-      print(f"  {key:>16}: {text}")
+      print(f"  {key:>21}: {text}")
+  if summary.get("eval_bpb") and summary.get("unigram_bpb"):
+    ratio = summary["eval_bpb"] / summary["unigram_bpb"]
+    print(f"  eval_bpb is {1 - ratio:.0%} below the validation set's unigram "
+          f"entropy ({summary['unigram_bpb']:.3f} bits per byte)")
 
 
 def _initialize_distributed():

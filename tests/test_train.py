@@ -2,10 +2,11 @@
 
 import json
 
-import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
+from scaling import config as config_lib
 from scaling import model as model_lib
 from scaling import sharding as sharding_lib
 from scaling import step as step_lib
@@ -77,3 +78,15 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   assert all(s <= saved["step"] for s in ckpts)
   records = _read(tmp_path)
   assert records and all(r["step"] <= saved["step"] for r in records)
+
+
+def test_resuming_a_directory_of_another_run_is_refused(tmp_path):
+  train_lib.train(tiny_config(**{"train.steps": 4}), tmp_path)
+  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+  with pytest.raises(config_lib.ConfigError) as info:
+    train_lib.train(tiny_config(**{"train.steps": 4, "model.d_ff": 128}), tmp_path)
+  assert info.value.field == "workdir" and "use a new --workdir" in str(info.value)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+  # Mesh and cadence are not part of the identity: the same run resumes.
+  summary = train_lib.train(tiny_config(**{"train.steps": 4, "eval.every": 2}), tmp_path)
+  assert summary["status"] == "finished" and summary["step"] == 4

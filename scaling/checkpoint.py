@@ -19,6 +19,7 @@ import time
 
 from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,16 @@ class Checkpointer:
                                  item_names=("state", "meta"))
 
   def steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
+    """Saved steps, ascending; process 0's list on every process, so all
+    processes of a multi-host job try to restore the same step."""
+    steps = sorted(self._manager.all_steps())
+    if jax.process_count() == 1:
+      return steps
+    from jax.experimental import multihost_utils
+    padded = np.full(1024, -1, np.int64)
+    padded[:min(len(steps), 1024)] = steps[-1024:]
+    agreed = multihost_utils.broadcast_one_to_all(padded)
+    return [int(x) for x in agreed if x >= 0]
 
   def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
     """Starts saving ``state`` and ``meta`` at ``step`` (asynchronous)."""

@@ -103,7 +103,7 @@ def test_identity_ignores_mesh_and_cadence_but_not_model():
 def test_cli_exits_2_naming_the_field(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "scaling.cli", "train", "--workdir",
-       str(tmp_path / "run"), "--config.model.n_heads=3"],
+       str(tmp_path / "run"), "--config.model.n_heads=5"],
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert "config.model.n_heads" in proc.stderr

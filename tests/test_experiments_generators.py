@@ -34,7 +34,7 @@ def test_grid_is_the_cartesian_product_first_key_slowest():
                  (128, 1e-3), (128, 3e-3), (128, 1e-2)]
   assert runs[0].short_name == "d_model64_peak_lr0.001"
   assert len({r.short_name for r in runs}) == 6
-  assert base.model.d_model == 256  # the base is not modified
+  assert base.model.d_model == config_lib.default_config().model.d_model  # unmodified
 
 
 def test_grid_rejects_unknown_keys_naming_them():
@@ -147,6 +147,7 @@ def test_hparam_rule_lr_falls_with_size_and_b2_rises_at_small_batch():
   assert n == counts["params_nonembedding"] + counts["params_unembedding"]
   assert rule.peak_lr(small) == pytest.approx(2.0 / math.sqrt(n))
   assert rule.peak_lr(big) < rule.peak_lr(small)
+  small.batch_size, small.seq_len = 16, 256
   assert rule.overrides(small)["optimizer.b2"] == 0.99  # 16 x 256 tokens
   small.batch_size = 1024  # 262144 tokens per step
   assert rule.overrides(small)["optimizer.b2"] == 0.95

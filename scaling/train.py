@@ -131,7 +131,9 @@ def train(config, workdir, init_from: str | None = None) -> dict:
   # a chosen point; never set in normal use.
   step_sleep = float(os.environ.get("SCALING_TEST_STEP_SLEEP", "0") or 0)
   config_lib.validate(config, jax.device_count())
-  workdir = epath.Path(workdir)
+  # orbax wants absolute paths; a relative local workdir is taken from the cwd.
+  workdir = epath.Path(workdir if "://" in os.fspath(workdir)
+                       else os.path.abspath(workdir))
   corpus = sources.load_corpus(config.data)
   identity = config_lib.identity_hash(config, corpus.corpus_hash)
   _check_identity(workdir, identity)

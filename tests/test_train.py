@@ -90,3 +90,11 @@ def test_resuming_a_directory_of_another_run_is_refused(tmp_path):
   # Mesh and cadence are not part of the identity: the same run resumes.
   summary = train_lib.train(tiny_config(**{"train.steps": 4, "eval.every": 2}), tmp_path)
   assert summary["status"] == "finished" and summary["step"] == 4
+
+
+def test_relative_workdir_checkpoints(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # orbax needs absolute paths; train resolves them
+  summary = train_lib.train(
+      tiny_config(**{"train.steps": 4, "checkpoint.async_save": True}), "runs/rel")
+  assert summary["status"] == "finished"
+  assert (tmp_path / "runs/rel/checkpoints/4/commit_success.txt").exists()

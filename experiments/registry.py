@@ -34,7 +34,8 @@ from scaling import config as config_lib
 
 # Modules of this package that are not experiments.
 INFRASTRUCTURE = frozenset(
-    {"registry", "generators", "runner", "cli", "hparams", "locks", "tables"})
+    {"registry", "generators", "runner", "cli", "hparams", "locks", "tables",
+     "compile_cache"})
 
 _SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+_]*$")
 

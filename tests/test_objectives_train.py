@@ -15,7 +15,7 @@ from jax.experimental.compilation_cache import compilation_cache
 import numpy as np
 import pytest
 
-from experiments import runner
+from experiments import compile_cache
 from scaling import objectives as obj
 from scaling import tokenizer as tok
 from scaling import train as train_lib
@@ -55,7 +55,7 @@ def summaries(tmp_path_factory):
   """The six runs; they differ only in data, so with JAX's persistent
   compilation cache (as the sweep runner uses it) they compile once."""
   old = {k: getattr(jax.config, k) for k in _CACHE_KEYS}
-  runner.enable_compile_cache(str(tmp_path_factory.mktemp("jax_cache")))
+  compile_cache.enable_compile_cache(str(tmp_path_factory.mktemp("jax_cache")))
   out = {}
   try:
     for name in obj.OBJECTIVES:

@@ -224,6 +224,10 @@ def _data_constrained(runs, o, fit3, delta, warnings):
   u = runs["unique_tokens"].to_numpy(np.float64)
   args = [runs[k].to_numpy(np.float64) for k in ("N", "D")] + [u,
           runs["loss"].to_numpy(np.float64)]
+  if not np.any(args[1] > 1.0001 * u):
+    warnings.append("data-constrained fit not run: no run repeats data "
+                    "(every D <= its unique tokens)")
+    return None, None
   base = None
   if o["dc_base"] == "published":
     base = data_constrained.PUBLISHED

@@ -26,6 +26,8 @@ from scaling import config as config_lib
 from scaling import evaluation
 from scaling import metrics as metrics_lib
 from scaling import model as model_lib
+from scaling import peak as peak_lib
+from scaling import schedules
 from scaling import sharding as sharding_lib
 from scaling import step as step_lib
 from scaling import tokenizer as tok_lib
@@ -145,7 +147,7 @@ def train(config, workdir, init_from: str | None = None) -> dict:
         provenance=provenance(corpus), flops_formula=accounting.FLOPS_FORMULA))
 
   steps_total = config_lib.train_steps(config)
-  warmup = schedules_warmup(config, steps_total)
+  warmup = schedules.resolve_warmup(config.schedule, steps_total)
   hp = step_lib.hyperparams(config, steps_total, warmup)
   per_step = accounting.flops_per_step(config)
   counts = accounting.param_counts(config.model, config_lib.vocab_size(config),
@@ -204,7 +206,10 @@ def train(config, workdir, init_from: str | None = None) -> dict:
     compile_seconds = time.time() - t_compile
 
     log = metrics_lib.MetricsLog(workdir, start)
-    peak, peak_source = _peak(config)
+    peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
+    if is_main:
+      print(f"mfu is measured against {peak / 1e9:,.1f} GFLOP/s: {peak_source}",
+            flush=True)
     summary = dict(status="finished", reason="")
     last_eval = {}
     if start == steps_total:  # resumed a run whose last step was saved
@@ -296,13 +301,3 @@ def _last_logged(workdir, key):
   values = [r[key] for r in metrics_lib.read_jsonl(workdir / "metrics.jsonl")
             if r.get(key) is not None]
   return values[-1] if values else None
-
-
-def schedules_warmup(config, steps_total: int) -> int:
-  from scaling import schedules
-  return schedules.resolve_warmup(config.schedule, steps_total)
-
-
-def _peak(config):
-  from scaling import peak
-  return peak.peak_flops(jax.devices(), config.model.dtype)

@@ -119,9 +119,18 @@ def select(experiment: registry.Experiment, only: str | None) -> list[registry.R
   """The runs whose short name or full name matches regex ``only`` (all if None)."""
   if not only:
     return list(experiment.runs)
-  pattern = re.compile(only)
-  return [r for r in experiment.runs
+  from scaling.config import ConfigError  # pylint: disable=import-outside-toplevel
+  try:
+    pattern = re.compile(only)
+  except re.error as e:
+    raise ConfigError("--only", f"'{only}' is not a regular expression: {e}.") from e
+  runs = [r for r in experiment.runs
           if pattern.search(r.short_name) or pattern.search(r.name())]
+  if not runs:
+    raise ConfigError("--only", f"'{only}' matches none of the "
+                      f"{len(experiment.runs)} runs of {experiment.name} (see "
+                      "--dry-run for their names).")
+  return runs
 
 
 def _failure_summary(run_dir: epath.Path, reason: str, tb: str) -> dict:

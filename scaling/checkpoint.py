@@ -14,7 +14,6 @@ with a warning naming it, and the previous step is tried.
 
 from __future__ import annotations
 
-import logging
 import time
 
 from etils import epath
@@ -22,7 +21,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-log = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -108,10 +106,6 @@ class Checkpointer:
       aside.mkdir(parents=True, exist_ok=True)
       target = aside / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
       (self.directory / str(step)).rename(target)
-      log.warning("checkpoint step %d failed to restore (%s: %s); moved it "
-                  "to %s and trying the previous step", step,
-                  type(error).__name__, str(error).splitlines()[0][:200],
-                  target)
       print(f"WARNING: checkpoint step {step} failed to restore "
             f"({type(error).__name__}); moved aside to {target}", flush=True)
     if jax.process_count() > 1:

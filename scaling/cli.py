@@ -82,7 +82,11 @@ def _check(argv: list[str]) -> int:
   from scaling import accounting, aot  # pylint: disable=import-outside-toplevel
   if argv[:1] == ["sweep"] and len(argv) >= 2:
     from experiments import registry  # pylint: disable=import-outside-toplevel
-    runs = registry.lookup(argv[1]).runs
+    try:
+      runs = registry.lookup(argv[1]).runs
+    except registry.UnknownExperiment as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
     config = max(runs, key=lambda r: accounting.flops_per_step(r.config)["flops"]).config
   elif argv[:1] == ["train"]:
     args_ns, overrides = parse_train_args(argv[1:] + (
@@ -124,8 +128,9 @@ def _print_summary(summary: dict) -> None:
       print(f"  {key:>21}: {text}")
   if summary.get("eval_bpb") and summary.get("unigram_bpb"):
     ratio = summary["eval_bpb"] / summary["unigram_bpb"]
-    print(f"  eval_bpb is {1 - ratio:.0%} below the validation set's unigram "
-          f"entropy ({summary['unigram_bpb']:.3f} bits per byte)")
+    side = "below" if ratio <= 1 else "above"
+    print(f"  eval_bpb is {abs(1 - ratio):.0%} {side} the validation set's "
+          f"unigram entropy ({summary['unigram_bpb']:.3f} bits per byte)")
 
 
 def _initialize_distributed():

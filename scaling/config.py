@@ -26,11 +26,16 @@ IDENTITY_GLOBALS = ("batch_size", "seq_len")
 
 
 class ConfigError(ValueError):
-  """A config value is invalid; the message names the field and the fix."""
+  """A config value is invalid; the message names the field and the fix.
+
+  ``field`` is a dotted config key (shown as ``config.<field>``) or a
+  command-line flag starting with ``--`` (shown as is).
+  """
 
   def __init__(self, field: str, message: str):
     self.field = field
-    super().__init__(f"config.{field}: {message}")
+    label = field if field.startswith("--") else f"config.{field}"
+    super().__init__(f"{label}: {message}")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -217,10 +222,24 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     raise ConfigError("--config", f"file '{path}' does not exist.")
   module_spec = importlib.util.spec_from_file_location("_user_config", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError("--config", f"'{path}' failed to load: "
+                      f"{type(e).__name__}: {e}") from e
   if not hasattr(module, "get_config"):
     raise ConfigError("--config", f"'{path}' must define get_config().")
-  config = module.get_config(arg) if arg else module.get_config()
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except TypeError as e:
+    raise ConfigError("--config", f"get_config({arg!r}) in '{path}' failed: "
+                      f"{e}; use FILE:ARG only if get_config takes an "
+                      "argument.") from e
+  if isinstance(config, dict):
+    config = ml_collections.ConfigDict(config)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError("--config", f"get_config() in '{path}' must return an "
+                      f"ml_collections.ConfigDict, got {type(config).__name__}.")
   check_keys(config)
   return config
 
@@ -308,9 +327,20 @@ def validate(config: ml_collections.ConfigDict, n_devices: int | None = None) ->
   for field in ("batch_size", "seq_len", "model.d_model", "model.n_layers",
                 "model.n_heads", "model.n_kv_heads", "model.d_ff",
                 "train.microbatches", "checkpoint.every", "checkpoint.keep",
-                "train.log_every", "eval.batch_size"):
+                "train.log_every", "eval.batch_size", "eval.every"):
     if _get(config, field) <= 0:
       raise ConfigError(field, f"must be positive, got {_get(config, field)}.")
+  o = config.optimizer
+  if not 0 < o.peak_lr < float("inf"):
+    raise ConfigError("optimizer.peak_lr", f"must be a positive finite "
+                      f"number, got {o.peak_lr}.")
+  for field in ("b1", "b2"):
+    if not 0 <= o[field] < 1:
+      raise ConfigError(f"optimizer.{field}", f"must lie in [0, 1), got "
+                        f"{o[field]}.")
+  if o.weight_decay < 0 or o.eps <= 0 or o.z_loss < 0:
+    raise ConfigError("optimizer", "weight_decay and z_loss must be >= 0 and "
+                      "eps > 0.")
   m = config.model
   if m.d_head <= 0 and m.d_model % m.n_heads:
     raise ConfigError(

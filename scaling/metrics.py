@@ -62,7 +62,9 @@ class MetricsLog:
     if not self.enabled:
       return
     kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
-    self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp = self.path.parent / f".{self.path.name}.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(self.path)
     self._file = self.path.open("a")
     try:
       from tensorboardX import SummaryWriter
@@ -83,6 +85,7 @@ class MetricsLog:
       for k, v in record.items():
         if k != "step" and isinstance(v, (int, float)) and v is not None:
           self._tb.add_scalar(k, v, step)
+      self._tb.flush()  # a SIGKILL must not lose logged steps
 
   def close(self) -> None:
     if not self.enabled:

@@ -68,38 +68,75 @@ def _check_identity(workdir: epath.Path, identity: str) -> None:
   previous = json.loads(path.read_text()).get("identity")
   if previous != identity:
     raise IdentityMismatch(
-        "workdir", f"{workdir} holds run {previous}, but this config is run "
+        "--workdir", f"{workdir} holds run {previous}, but this config is run "
         f"{identity}; use a new --workdir, or the original config to resume.")
 
 
+def _absolute(path) -> epath.Path:
+  """orbax wants absolute paths: a relative local path is taken from the cwd."""
+  text = os.fspath(path)
+  return epath.Path(text if "://" in text else os.path.abspath(text))
+
+
+def _check_workdir(workdir: str) -> epath.Path:
+  """Refuses an empty workdir, a file, or a sweep directory."""
+  if not os.fspath(workdir).strip():
+    raise config_lib.ConfigError("--workdir", "is empty; give the run directory, "
+                                 "e.g. --workdir runs/my_run.")
+  path = _absolute(workdir)
+  if path.exists() and not path.is_dir():
+    raise config_lib.ConfigError("--workdir", f"{path} is a file, not a run "
+                                 "directory; choose another --workdir.")
+  if (path / "results.csv").exists():
+    raise config_lib.ConfigError("--workdir", f"{path} is a sweep directory; "
+                                 "give a new run directory instead.")
+  return path
+
+
 def _parse_init_from(spec: str):
+  """``RUN_DIR@STEP`` → (absolute run dir, step), checked to exist.
+
+  Raises:
+    ConfigError: malformed spec, or no such checkpoint (lists the saved ones).
+  """
   run_dir, _, step = spec.rpartition("@")
   if not run_dir or not step.isdigit():
     raise config_lib.ConfigError(
-        "init_from", f"expected RUN_DIR@STEP, got '{spec}'.")
-  return epath.Path(run_dir), int(step)
+        "--init-from", f"expected RUN_DIR@STEP, got '{spec}'.")
+  run_dir = _absolute(run_dir)
+  ckpts = run_dir / "checkpoints"
+  saved = sorted(int(p.name) for p in ckpts.iterdir()
+                 if p.name.isdigit()) if ckpts.exists() else []
+  if int(step) not in saved:
+    raise config_lib.ConfigError(
+        "--init-from", f"{run_dir} has no checkpoint at step {step}; saved "
+        f"steps: {saved or 'none'}.")
+  return run_dir, int(step)
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag checked between steps (main thread only)."""
+  """Turns SIGTERM and Ctrl-C (SIGINT) into a flag checked between steps."""
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self):
     try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for sig in self._SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
     except ValueError:  # not the main thread
-      self._previous = None
+      self._previous = {}
     return self
 
   def _handle(self, *_):
     self.requested = True
 
   def __exit__(self, *_):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
   def agreed(self) -> bool:
     """True when any process got SIGTERM (one collective decision)."""
@@ -133,9 +170,9 @@ def train(config, workdir, init_from: str | None = None) -> dict:
   # a chosen point; never set in normal use.
   step_sleep = float(os.environ.get("SCALING_TEST_STEP_SLEEP", "0") or 0)
   config_lib.validate(config, jax.device_count())
-  # orbax wants absolute paths; a relative local workdir is taken from the cwd.
-  workdir = epath.Path(workdir if "://" in os.fspath(workdir)
-                       else os.path.abspath(workdir))
+  workdir = _check_workdir(workdir)
+  if init_from:
+    _parse_init_from(init_from)  # fail before anything is compiled
   corpus = sources.load_corpus(config.data)
   identity = config_lib.identity_hash(config, corpus.corpus_hash)
   _check_identity(workdir, identity)
@@ -230,9 +267,10 @@ def train(config, workdir, init_from: str | None = None) -> dict:
           m = jax.device_get(m)
           if not math.isfinite(float(m["train_loss"])):
             last = max(ckpt.steps(), default=None)
+            kept = f"step {last}" if last is not None else "none saved yet"
             summary = dict(status="failed", reason=(
                 f"train_loss became {float(m['train_loss'])} at step "
-                f"{step + 1}; last good checkpoint: step {last}"))
+                f"{step + 1}; last good checkpoint: {kept}"))
             print(f"ERROR: {summary['reason']}", flush=True)
             break
           state, step = new_state, step + 1
@@ -270,7 +308,8 @@ def train(config, workdir, init_from: str | None = None) -> dict:
             ckpt.save(step, state, counters, force=True)
             ckpt.wait()
             summary = dict(status=TERMINATED, reason=(
-                f"SIGTERM: saved step {step}; run the same command to resume"))
+                f"stopped by a signal: saved step {step}; run the same "
+                "command to resume"))
             print(summary["reason"], flush=True)
             break
     finally:

@@ -120,3 +120,23 @@ def test_fsdp_axis_must_divide_d_model():
                             "model.n_heads": 2, "model.n_kv_heads": 2,
                             "batch_size": 8}))
   assert e.field == "model.d_model" and "fsdp" in str(e)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("optimizer.peak_lr", -1.0), ("optimizer.peak_lr", float("nan")),
+    ("optimizer.b2", 1.5), ("eval.every", -1)])
+def test_optimizer_and_eval_values_are_checked(field, value):
+  assert _error(tiny_config(**{field: value})).field == field
+
+
+def test_config_file_errors_name_the_flag(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config(:\n")
+  with pytest.raises(config_lib.ConfigError, match="--config: .*SyntaxError"):
+    config_lib.load_config_file(str(bad))
+  plain = tmp_path / "plain.py"
+  plain.write_text("from scaling.config import default_config\n"
+                   "def get_config():\n  return default_config()\n")
+  with pytest.raises(config_lib.ConfigError, match="FILE:ARG"):
+    config_lib.load_config_file(f"{plain}:3")
+  assert config_lib.load_config_file(str(plain)).model.d_model > 0

@@ -85,7 +85,7 @@ def test_resuming_a_directory_of_another_run_is_refused(tmp_path):
   before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
   with pytest.raises(config_lib.ConfigError) as info:
     train_lib.train(tiny_config(**{"train.steps": 4, "model.d_ff": 128}), tmp_path)
-  assert info.value.field == "workdir" and "use a new --workdir" in str(info.value)
+  assert info.value.field == "--workdir" and "use a new --workdir" in str(info.value)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
   # Mesh and cadence are not part of the identity: the same run resumes.
   summary = train_lib.train(tiny_config(**{"train.steps": 4, "eval.every": 2}), tmp_path)
@@ -98,3 +98,19 @@ def test_relative_workdir_checkpoints(tmp_path, monkeypatch):
       tiny_config(**{"train.steps": 4, "checkpoint.async_save": True}), "runs/rel")
   assert summary["status"] == "finished"
   assert (tmp_path / "runs/rel/checkpoints/4/commit_success.txt").exists()
+
+
+@pytest.mark.parametrize("workdir, init_from, field", [
+    ("", None, "--workdir"),
+    ("afile", None, "--workdir"),
+    ("run", "src@3", "--init-from"),
+    ("run", "src", "--init-from"),
+])
+def test_bad_workdir_and_init_from_are_refused_before_training(
+    tmp_path, monkeypatch, workdir, init_from, field):
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "afile").write_text("x")
+  with pytest.raises(config_lib.ConfigError) as info:
+    train_lib.train(tiny_config(), workdir, init_from=init_from)
+  assert info.value.field == field
+  assert not (tmp_path / "run").exists()

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                       ("budget", "isoFLOP budget of the run"),
                       ("unique", "unique tokens U_D (data-constrained)"),
                       ("epochs", "epochs (U_D = D/epochs)")):
-    p.add_argument(f"--{role}-col", dest=f"{role}_col", help=help_)
+    cols.add_argument(f"--{role}-col", dest=f"{role}_col", help=help_)
   p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                  help="drop the K highest-loss rows (Epoch AI drop 5)")
   p.add_argument("--bootstrap", type=int, default=100, metavar="K",
@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
   """Runs ``scaling analyze``; returns the exit status."""
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.drop_highest_loss < 0 or args.bootstrap < 0:
+    parser.error("--drop-highest-loss and --bootstrap must be >= 0")
   from analysis import report
   opts = {k: v for k, v in vars(args).items()
           if k not in ("path", "out", "no_plots")}

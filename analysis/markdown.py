@@ -48,7 +48,7 @@ def render(fit: dict) -> str:
            "Columns: " + ", ".join(f"{k} = `{v}`" for k, v in
                                    fit["columns"].items() if v) + ".", ""]
   fm = fit["flops_model"]
-  lines += [f"FLOPs: " + ("C = 6ND (closed-form allocation)" if fm["is_6nd"]
+  lines += ["FLOPs: " + ("C = 6ND (closed-form allocation)" if fm["is_6nd"]
                           else f"C = {fm['kappa']:.4g}·N^{fm['q']:.4g}·D "
                           "fitted "
                           f"to the runs (max error {fm['max_rel_error']:.1%}; "

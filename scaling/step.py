@@ -9,7 +9,6 @@ one compiled program; the schedule kind and the microbatch count are static.
 
 from __future__ import annotations
 
-import functools
 
 import flax.linen as nn
 import jax

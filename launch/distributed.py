@@ -341,14 +341,12 @@ def barrier(name: str) -> None:
 
 
 def watch_sigterm() -> None:
-  """Single process only: records SIGTERM for :func:`preemption_requested`.
+  """Records SIGTERM on this process for :func:`preemption_requested`.
 
-  Call from the training entry before the loop. With several processes this does
-  nothing: JAX's preemption service (started by ``jax.distributed.initialize``)
-  catches SIGTERM on any host and agrees a sync step.
+  Call from the entry point before the loop, on every process. (JAX's own
+  preemption sync point proved racy on CPU: a notice sometimes never reached
+  the other process, so the decision is an explicit collective OR instead.)
   """
-  if jax.process_count() > 1:
-    return
 
   def _handler(signum, frame):
     del signum, frame
@@ -361,11 +359,10 @@ def watch_sigterm() -> None:
 def preemption_requested(step: int) -> bool:
   """Whether to save and stop at ``step``; the same answer on every process.
 
-  Every process must call it at every step, starting from the same step. With
-  several processes, a SIGTERM on any host makes all of them return True at one
-  agreed step (``multihost_utils.reached_preemption_sync_point``); with one, True
-  once SIGTERM arrived after :func:`watch_sigterm`.
+  Every process must call it at every step (it is a collective). True on all
+  processes at the first step at which any of them has received SIGTERM since
+  :func:`watch_sigterm` (an all-gather of the flags, so the answer agrees).
+  ``step`` is accepted for the call sites' readability.
   """
-  if jax.process_count() > 1:
-    return multihost_utils.reached_preemption_sync_point(step)
-  return _SIGTERM_RECEIVED
+  del step
+  return any_process(_SIGTERM_RECEIVED)

@@ -67,6 +67,7 @@ def main(mode: str) -> int:
       return 3
     distributed.barrier("never-reached-by-process-1")  # blocks: process 1 is gone
   elif mode == "preempt":
+    distributed.watch_sigterm()
     for step in range(500):
       if me == 1 and step == 2:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -22,9 +22,11 @@ import jax
 import numpy as np
 
 from scaling import accounting, cli, peak
-from scaling import model as model_lib
-from scaling import sharding as sharding_lib
-from scaling import step as step_lib
+from scaling import config as config_lib
+from scaling import program as program_lib
+from scaling import sharding
+from scaling import validation
+from scaling.data import BATCH_DTYPES
 
 
 def bench_config(overrides):
@@ -36,26 +38,25 @@ def bench_config(overrides):
 
 
 def _compiled_step(config):
-  mesh = sharding_lib.make_mesh(config)
-  model = model_lib.build(config)
-  init_fn, abstract, shardings = step_lib.abstract_state(model, mesh, 0)
-  hp = step_lib.hyperparams(config, 1000, 10)
+  """The run's own program (scaling.program.build), on a random-token batch."""
+  validation.validate(config, jax.device_count())
+  mesh = sharding.make_mesh(config)
+  program = program_lib.build(config, mesh)
   shape = (config.batch_size, config.seq_len)
   rng = np.random.default_rng(0)
-  batch = step_lib.dummy_batch(*shape)
+  batch = {k: np.zeros(shape, d) for k, d in BATCH_DTYPES.items()}
   batch["inputs"] = rng.integers(0, 256, shape).astype(np.int32)
   batch["targets"] = rng.integers(0, 256, shape).astype(np.int32)
-  batch["loss_mask"] = np.ones(shape, np.float32)
-  batch["positions"] = np.broadcast_to(np.arange(config.seq_len), shape).astype(np.int32)
-  with jax.set_mesh(mesh), sharding_lib.rules_context():
-    fn = jax.jit(step_lib.make_train_step(
-        model, config.schedule.name, config.train.microbatches, False),
-        out_shardings=(shardings, None), donate_argnums=(0,))
-    t0 = time.perf_counter()
-    compiled = fn.lower(abstract, batch, hp).compile()
-    compile_s = time.perf_counter() - t0
-    state = jax.jit(init_fn, out_shardings=shardings)()
-  return compiled, state, batch, hp, compile_s
+  batch["loss_mask"][:] = 1.0
+  batch["segment_ids"][:] = 1
+  batch["positions"][:] = np.arange(config.seq_len)
+  t0 = time.perf_counter()
+  compiled = program.compile()
+  compile_s = time.perf_counter() - t0
+  state = program.init_state()
+  with program.context():
+    batch = sharding.to_global(batch, mesh)
+  return compiled, state, batch, program.hp, compile_s
 
 
 def time_steps(config, steps: int):
@@ -84,7 +85,9 @@ def main(argv):
   for dtype in args.dtypes.split(","):
     config = bench_config(overrides + [("model.dtype", dtype)])
     per_step = accounting.flops_per_step(config)["flops"]
-    counts = accounting.param_counts(config.model, 512, config.seq_len)
+    counts = accounting.param_counts(config.model,
+                                     config_lib.vocab_size(config),
+                                     config.seq_len)
     if devices[0].platform == "cpu":
       rate = peak.measure_matmul_flops(devices, dtype)["flops_per_sec"]
       source = "measured matmul, this run"

@@ -14,52 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from experiments import cost
 from experiments import registry
-
-# How long a sweep takes here: FLOPs at an assumed fraction (MFU) of the peak
-# of scaling.peak (a measured matmul rate on CPU, a datasheet figure on
-# accelerators), plus fixed costs per step (host data, dispatch), per run
-# (corpus, eval, checkpoints) and per compiled model shape. CPU figures set
-# from `scaling sweep quickstart` on the 2-core machine shared with other
-# work, on the safe side: 15 runs (17,820 steps, 4.35e12 FLOPs) took 549 s at
-# load ~5.5 (estimate 10.4 min); 18 runs (21,219 steps, 5.2e12) 410 s at
-# load ~4 (estimate 12 min).
-ASSUMED_MFU_CPU = 0.35
-STEP_SECONDS_CPU = 0.015
-ASSUMED_MFU_ACCELERATOR = 0.3
-STEP_SECONDS_ACCELERATOR = 0.005
-SECONDS_PER_RUN = 3.0
-COMPILE_SECONDS_PER_SHAPE = 6.0
-
-
-def throughput() -> tuple[float, float, str]:
-  """(sustained FLOP/s, fixed seconds per step, how they were obtained)."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from scaling import peak  # pylint: disable=import-outside-toplevel
-  peak_flops, source = peak.peak_flops(jax.devices(), "float32")
-  on_cpu = jax.devices()[0].platform == "cpu"
-  mfu = ASSUMED_MFU_CPU if on_cpu else ASSUMED_MFU_ACCELERATOR
-  step = STEP_SECONDS_CPU if on_cpu else STEP_SECONDS_ACCELERATOR
-  return peak_flops * mfu, step, (
-      f"{peak_flops / 1e9:.1f} GFLOP/s peak ({source}) x assumed MFU {mfu}, "
-      f"plus {step * 1e3:g} ms per step")
-
-
-def estimate_seconds(experiment: registry.Experiment, flops_per_sec: float,
-                     step_seconds: float = STEP_SECONDS_CPU) -> float:
-  """Estimated wall time of a whole sweep here, cold compile cache.
-
-  total FLOPs / sustained FLOP/s + step_seconds per optimizer step +
-  SECONDS_PER_RUN per run + COMPILE_SECONDS_PER_SHAPE per distinct shape.
-  """
-  shapes = {(r.config.model.d_model, r.config.model.n_layers,
-             r.config.model.d_ff, r.config.batch_size, r.config.seq_len,
-             r.config.objective.name) for r in experiment.runs}
-  steps = sum(r.steps for r in experiment.runs)
-  return (experiment.total_flops / flops_per_sec + step_seconds * steps
-          + SECONDS_PER_RUN * len(experiment.runs)
-          + COMPILE_SECONDS_PER_SHAPE * len(shapes))
-
+from experiments import runner
+from scaling.config import ConfigError
 
 def _duration(seconds: float) -> str:
   if seconds < 90:
@@ -89,11 +47,11 @@ def main_list(argv: list[str]) -> int:
     if name not in known:
       print(f"error: {registry.UnknownExperiment(name, known)}", file=sys.stderr)
       return 2
-  rate, step_seconds, how = throughput()
+  rate, step_seconds, how = cost.throughput()
   print(f"{'name':<20} {'runs':>5} {'total FLOPs':>12} {'est. here':>10}  description")
   for name in args.names or known:
     experiment = registry.lookup(name)
-    seconds = estimate_seconds(experiment, rate, step_seconds)
+    seconds = cost.estimate_seconds(experiment.runs, rate, step_seconds)
     print(f"{name:<20} {len(experiment.runs):>5} "
           f"{experiment.total_flops:>12.3g} {_duration(seconds):>10}  "
           f"{experiment.description}")
@@ -103,8 +61,9 @@ def main_list(argv: list[str]) -> int:
       for note in experiment.notes:
         print(f"{'':<20} note: {note}")
   print(f"\nFLOPs: exact count (scaling.accounting, training = 3 x forward). "
-        f"Estimated time here: {how}, {SECONDS_PER_RUN:g} s per run and "
-        f"{COMPILE_SECONDS_PER_SHAPE:g} s per model shape (cold compile cache).")
+        f"Estimated time here: {how}, {cost.SECONDS_PER_RUN:g} s per run and "
+        f"{cost.COMPILE_SECONDS_PER_SHAPE:g} s per model shape (cold compile "
+        "cache).")
   return 0
 
 
@@ -114,8 +73,6 @@ def main_sweep(argv: list[str]) -> int:
   Returns:
     The exit status (module docstring).
   """
-  from experiments import runner  # pylint: disable=import-outside-toplevel
-  from scaling import config as config_lib  # pylint: disable=import-outside-toplevel
   parser = argparse.ArgumentParser(
       prog="scaling sweep", description="Train every run of an experiment, "
       "skipping finished runs and resuming partial ones, then analyse.")
@@ -148,7 +105,7 @@ def main_sweep(argv: list[str]) -> int:
   except registry.UnknownExperiment as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except config_lib.ConfigError as e:
+  except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except runner.SweepInterrupted as e:

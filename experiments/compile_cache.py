@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
 _BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _COMPILE_STATS = dict(backend_compiles=0, backend_seconds=0.0, cache_hits=0)
@@ -49,9 +52,6 @@ def enable_compile_cache(cache_dir: str) -> str:
     The cache directory in use.
   """
   global _LISTENING
-  import jax  # pylint: disable=import-outside-toplevel
-  from jax.experimental.compilation_cache import (  # pylint: disable=import-outside-toplevel
-      compilation_cache)
   cache_dir = os.fspath(cache_dir)
   os.makedirs(cache_dir, exist_ok=True)
   if jax.config.jax_compilation_cache_dir != cache_dir:

@@ -22,37 +22,7 @@ from scaling import accounting
 from scaling import config as config_lib
 
 
-# --------------------------------------------------------------- overrides
-
-
-def tokens_per_step(config: ml_collections.ConfigDict) -> int:
-  """Positions per optimizer step: global batch_size * seq_len."""
-  return int(config.batch_size) * int(config.seq_len)
-
-
-def apply_overrides(base: ml_collections.ConfigDict,
-                    overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """A deep copy of ``base`` with ``{"section.key": value}`` set.
-
-  Raises:
-    ConfigError: an unknown key (named, with the keys known there).
-    TypeError: a value of the wrong type for the schema (ml_collections).
-  """
-  config = ml_collections.ConfigDict(base.to_dict())
-  for dotted, value in overrides.items():
-    node = config
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        known = sorted(node.keys()) if isinstance(
-            node, ml_collections.ConfigDict) else []
-        raise config_lib.ConfigError(
-            dotted, f"unknown key '{part}'; known keys here: {', '.join(known)}")
-      if i == len(parts) - 1:
-        node[part] = value
-      else:
-        node = node[part]
-  return config
+# ------------------------------------------------------------------ names
 
 
 def fmt_value(value: Any) -> str:
@@ -160,7 +130,7 @@ def effective_params(config: ml_collections.ConfigDict) -> float:
   counting the last layer and attention); D = positions trained.
   """
   return accounting.flops_per_step(config)["flops"] / (
-      6.0 * tokens_per_step(config))
+      6.0 * accounting.tokens_per_step(config))
 
 
 # ------------------------------------------------------ hyperparameter rule
@@ -211,7 +181,7 @@ class HParamRule:
 
   def overrides(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Dotted overrides for ``config`` (peak_lr, b2, warmup fraction)."""
-    small = tokens_per_step(config) < self.small_batch_tokens
+    small = accounting.tokens_per_step(config) < self.small_batch_tokens
     return {"optimizer.peak_lr": float(self.peak_lr(config)),
             "optimizer.b2": self.b2_small_batch if small else self.b2,
             "schedule.warmup_steps": -1,
@@ -219,7 +189,7 @@ class HParamRule:
 
   def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy of ``config`` with the rule's hyperparameters."""
-    return apply_overrides(config, self.overrides(config))
+    return config_lib.with_overrides(config, self.overrides(config))
 
 
 # lr_exponent 1/3: Adam's best learning rate falls like 1 / width in the
@@ -264,7 +234,7 @@ def grid(base: ml_collections.ConfigDict, axes: Mapping[str, Sequence[Any]],
   runs = []
   for values in itertools.product(*(axes[k] for k in keys)):
     overrides = dict(zip(keys, values))
-    config = apply_overrides(base, overrides)
+    config = config_lib.with_overrides(base, overrides)
     if rule is not None:
       config = rule.apply(config)
     name = "_".join(f"{k.rsplit('.', 1)[-1]}{fmt_value(v)}"
@@ -279,7 +249,7 @@ def shape_runs(base: ml_collections.ConfigDict, shapes: Iterable[Shape],
   """One run per shape (e.g. a ladder at fixed training length)."""
   runs = []
   for shape in shapes:
-    config = apply_overrides(base, shape.overrides())
+    config = config_lib.with_overrides(base, shape.overrides())
     if rule is not None:
       config = rule.apply(config)
     runs.append(Run(f"{prefix}{shape.name}", config,
@@ -327,7 +297,7 @@ def isoflop(base: ml_collections.ConfigDict, budgets: Sequence[float],
   notes = [] if notes is None else notes
   sized = []
   for shape in shapes:
-    config = apply_overrides(base, shape.overrides())
+    config = config_lib.with_overrides(base, shape.overrides())
     if rule is not None:
       config = rule.apply(config)
     sized.append((shape, config, effective_params(config),
@@ -348,9 +318,9 @@ def isoflop(base: ml_collections.ConfigDict, budgets: Sequence[float],
       if steps < min_steps:
         notes.append(f"dropped {name}: {steps} steps < min_steps={min_steps}")
         continue
-      config = apply_overrides(config, {"train.steps": steps,
+      config = config_lib.with_overrides(config, {"train.steps": steps,
                                         "train.tokens": -1})
-      tokens = steps * tokens_per_step(config)
+      tokens = steps * accounting.tokens_per_step(config)
       runs.append(Run(name, config, budget=float(budget), tags=dict(
           shape=shape.name, n_eff=n_eff, tokens_per_param=tokens / n_eff)))
       kept += 1
@@ -381,7 +351,7 @@ def data_constrained(base: ml_collections.ConfigDict,
   for u, e in itertools.product(unique_tokens, epochs):
     if u <= 0 or e <= 0:
       raise ValueError(f"unique tokens and epochs must be > 0, got {u}, {e}")
-    config = apply_overrides(base, {"data.max_tokens": int(u),
+    config = config_lib.with_overrides(base, {"data.max_tokens": int(u),
                                     "train.tokens": int(round(u * e)),
                                     "train.steps": -1})
     runs.append(Run(f"U{fmt_value(float(u))}_E{fmt_value(float(e))}", config,
@@ -405,10 +375,10 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
   """
   runs = []
   for shape in shapes:
-    config = rule.apply(apply_overrides(base, shape.overrides()))
+    config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
     rule_lr = config.optimizer.peak_lr
     for m in multipliers:
-      run_config = apply_overrides(config, {"optimizer.peak_lr": rule_lr * m})
+      run_config = config_lib.with_overrides(config, {"optimizer.peak_lr": rule_lr * m})
       runs.append(Run(f"{shape.name}_lrx{fmt_value(float(m))}", run_config, tags=dict(
           shape=shape.name, lr_multiplier=float(m), rule_lr=rule_lr)))
   return runs

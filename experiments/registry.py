@@ -1,20 +1,19 @@
 """The experiment registry: names → families of runs (DESIGN.md §3).
 
-An experiment file in this package registers a builder::
+A file of ``experiments/families/`` registers a builder::
 
     @registry.register("tiny", description="...", cost="...")
     def build():
       base = scaling.config.default_config()
       ...
-      return base, runs            # or (base, runs, notes)
+      return registry.Family(base, runs, notes)
 
 where ``runs`` is a list of :class:`Run` (a short name, the run's full config
-and, for isoFLOP sweeps, its compute budget). The registry discovers every
-module of the package except the infrastructure modules
-(:data:`INFRASTRUCTURE`), so adding an experiment is adding a file.
+and, for isoFLOP sweeps, its compute budget). The registry imports every
+module of ``experiments.families``, so adding an experiment is adding a file.
 
 A run's identity is ``<short-name>-<identity-hash>`` with the hash of
-``scaling.config.identity_hash(config, corpus_hash)``, the same hash the
+``scaling.identity.identity_hash(config, corpus_hash)``, the same hash the
 trainer records in the run's ``config.json``: re-running a sweep finds its
 runs again, and a changed config is a new run, never a silent overwrite.
 """
@@ -30,12 +29,10 @@ from typing import Any, Callable
 import ml_collections
 
 from scaling import accounting
-from scaling import config as config_lib
-
-# Modules of this package that are not experiments.
-INFRASTRUCTURE = frozenset(
-    {"registry", "generators", "runner", "cli", "hparams", "locks", "tables",
-     "compile_cache"})
+from scaling import identity as identity_lib
+from scaling import validation
+from scaling.config import ConfigError
+from scaling.data import sources
 
 _SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+_]*$")
 
@@ -98,6 +95,21 @@ class Run:
 
 
 @dataclasses.dataclass
+class Family:
+  """What an experiment's builder returns.
+
+  Attributes:
+    base: the base config the runs were generated from.
+    runs: the runs, in the order the runner trains them.
+    notes: generator notes (e.g. runs dropped for too few steps).
+  """
+
+  base: ml_collections.ConfigDict
+  runs: list[Run]
+  notes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class Experiment:
   """A registered family of runs.
 
@@ -140,9 +152,9 @@ class Experiment:
             f"'{run.short_name}'; give each run its own short name")
       seen[run.short_name] = run
       try:
-        config_lib.validate(run.config)
-      except config_lib.ConfigError as e:
-        raise config_lib.ConfigError(
+        validation.validate(run.config)
+      except ConfigError as e:
+        raise ConfigError(
             e.field, f"(experiment '{self.name}', run '{run.short_name}') "
             f"{e}") from e
 
@@ -163,7 +175,7 @@ _CORPUS_HASHES: dict[tuple, str] = {}
 
 def register(name: str, description: str, cost: str = "",
              analyze: Callable[[str, str], dict] | None = None):
-  """Decorator registering ``builder() -> (base, runs[, notes])`` as ``name``.
+  """Decorator registering ``builder() -> Family`` as ``name``.
 
   ``analyze(sweep_dir, out_dir) -> dict`` replaces the default analysis
   (``analysis.report.analyze``) for experiments whose runs must not be fitted
@@ -187,15 +199,14 @@ def register(name: str, description: str, cost: str = "",
 
 
 def _discover() -> None:
-  """Imports every experiment module of this package (once)."""
+  """Imports every module of ``experiments.families`` (once)."""
   global _DISCOVERED
   if _DISCOVERED:
     return
-  import experiments  # pylint: disable=import-outside-toplevel
-  for info in pkgutil.iter_modules(experiments.__path__):
-    if info.name.startswith("_") or info.name in INFRASTRUCTURE:
-      continue
-    importlib.import_module(f"experiments.{info.name}")
+  package = importlib.import_module("experiments.families")
+  for info in pkgutil.iter_modules(package.__path__):
+    if not info.name.startswith("_"):
+      importlib.import_module(f"experiments.families.{info.name}")
   _DISCOVERED = True
 
 
@@ -229,14 +240,14 @@ def lookup(name: str) -> Experiment:
   if name not in _REGISTRY:
     raise UnknownExperiment(name, list_experiments())
   entry = _REGISTRY[name]
-  built = entry.builder()
-  if len(built) == 2:
-    (base, runs), notes = built, []
-  else:
-    base, runs, notes = built
+  family = entry.builder()
+  if not isinstance(family, Family):
+    raise TypeError(f"experiment '{name}': its builder must return a "
+                    f"registry.Family, not {type(family).__name__}")
   experiment = Experiment(name=name, description=entry.description,
-                          cost=entry.cost, base=base, runs=list(runs),
-                          notes=list(notes), analyze=entry.analyze)
+                          cost=entry.cost, base=family.base,
+                          runs=list(family.runs), notes=list(family.notes),
+                          analyze=entry.analyze)
   experiment.check()
   return experiment
 
@@ -251,11 +262,10 @@ def corpus_hash(data_cfg) -> str:
   """
   key = (data_cfg.source, data_cfg.path, float(data_cfg.val_fraction))
   if key not in _CORPUS_HASHES:
-    from scaling.data import sources  # pylint: disable=import-outside-toplevel
     _CORPUS_HASHES[key] = sources.load_corpus(data_cfg).corpus_hash
   return _CORPUS_HASHES[key]
 
 
 def identity(config: ml_collections.ConfigDict) -> str:
   """The run identity hash, as the trainer computes it (with the corpus hash)."""
-  return config_lib.identity_hash(config, corpus_hash(config.data))
+  return identity_lib.identity_hash(config, corpus_hash(config.data))

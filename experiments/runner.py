@@ -3,23 +3,27 @@
 ``run_sweep(name, workdir)`` trains the runs of experiment ``name`` into
 ``workdir/name/<short-name>-<identity>/`` in-process (``scaling.train.train``,
 so one process reuses its compiled code, and JAX's persistent compilation
-cache serves runs that differ only in traced hyperparameters), and:
+cache serves runs that differ only in traced hyperparameters). In three parts:
 
-* skips runs whose ``summary.json`` says ``finished`` (and, unless
-  ``retry_failed``, ``failed``); a run directory with a checkpoint is resumed
-  by the trainer;
-* claims each run with a lock file (:mod:`experiments.locks`) so several
-  workers can share one sweep directory, each run trained once;
-* records a run that fails (a ``failed`` summary, or an exception inside
-  ``train``, whose traceback goes to ``error.txt``) and goes on;
-* shows overall progress in FLOPs with an ETA (tqdm);
-* writes ``results.csv`` and ``curves.csv`` (:mod:`experiments.tables`) and
-  ``sweep_summary.json`` (compile time against training time), then calls
-  ``analysis.report.analyze(sweep_dir, sweep_dir/analysis)``; an analysis
-  error is recorded, never fatal.
+* plan (:mod:`experiments.plan`): which runs are done, which to train;
+  finished runs are skipped, a run directory with a checkpoint is resumed by
+  the trainer, a machine failure is retried;
+* claim and train (:func:`_claim_and_train`): each run is claimed with a lock
+  file (:mod:`scaling.claims`) so several workers share one sweep directory
+  and each run is trained once; a run that fails (a ``failed`` summary, or an
+  exception inside ``train``, whose traceback goes to ``error.txt``) is
+  recorded with its kind (``machine`` or ``run``) and the sweep goes on;
+* progress (:mod:`experiments.progress`): the FLOP bar with an ETA and the
+  event log ``sweep_log.jsonl``.
 
-Events (claim, finish, fail, skip, takeover) are appended to
-``sweep_log.jsonl`` with the worker's host and pid.
+At the end it writes ``results.csv`` and ``curves.csv``
+(:mod:`experiments.tables`) and ``sweep_summary.json`` (compile time against
+training time, exact FLOPs over wall time and over the peak), then calls the
+analysis; an analysis error is recorded, never fatal.
+
+Every decision of a multi-host job is process 0's, broadcast
+(:mod:`scaling.agree`), so the processes train the same run at the same
+time; only process 0 writes summaries, tables and the log.
 
 Claims and the event log need a POSIX filesystem shared by the workers (local
 disk, NFS, a FUSE mount). Run directories and tables go through etils.epath,
@@ -30,10 +34,8 @@ event log then lives in ``lock_dir``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import socket
 import sys
 import time
 import traceback
@@ -41,13 +43,26 @@ from typing import Any, TextIO
 
 from etils import epath
 import jax
-import numpy as np
 
-from experiments import locks
-from experiments.compile_cache import compile_stats, enable_compile_cache
+from analysis import report as analysis_report
+from experiments import plan as plan_lib
+from experiments import progress as progress_lib
 from experiments import registry
 from experiments import tables
+from experiments.compile_cache import compile_stats, enable_compile_cache
+from scaling import agree
+from scaling import claims
+from scaling import metrics
+from scaling import train as train_lib
+from scaling import validation
+from scaling.config import ConfigError
 
+read_log = progress_lib.read_log
+# Text of errors that are the machine's, not the run's (XLA, gloo, the
+# jax.distributed coordination service).
+_MACHINE_ERRORS = re.compile(
+    r"RESOURCE_EXHAUSTED|out of memory|Out of memory|DEADLINE_EXCEEDED|"
+    r"UNAVAILABLE|Connection reset|coordination service|[Gg]loo|heartbeat")
 
 
 class SweepInterrupted(Exception):
@@ -66,7 +81,7 @@ class SweepResult:
     unfinished: runs of the selection neither finished nor failed at the end.
     compile_seconds, train_seconds: sums over the runs trained by this call of
       the trainer's ``compile_seconds`` and ``wall_seconds``.
-    analysis: what ``analysis.report.analyze`` returned, or None.
+    analysis: what the analysis returned, or None.
     analysis_error: why the analysis did not run or failed, or None.
   """
 
@@ -82,117 +97,138 @@ class SweepResult:
   analysis_error: str | None
 
 
-# ----------------------------------------------------------------- helpers
+@dataclasses.dataclass
+class _Tally:
+  """What this call did, as it goes."""
+
+  trained: list[str] = dataclasses.field(default_factory=list)
+  skipped: list[str] = dataclasses.field(default_factory=list)
+  failed: list[str] = dataclasses.field(default_factory=list)
+  compile_seconds: float = 0.0
+  train_seconds: float = 0.0
 
 
-def _worker() -> str:
-  return f"{socket.gethostname()}:{os.getpid()}"
+@dataclasses.dataclass(frozen=True)
+class _Claims:
+  """Where claims live and how long they last."""
+
+  root: str
+  stale_seconds: float
+  heartbeat_seconds: float
+
+  def of(self, name: str) -> claims.Claim:
+    return claims.Claim(os.path.join(self.root, f"{name}.lock"),
+                        self.stale_seconds, self.heartbeat_seconds)
 
 
-def _log_event(log_dir: epath.Path, event: str, run: str, **extra) -> None:
-  """Appends one JSON line to log_dir/sweep_log.jsonl (O_APPEND: lines never mix).
+# ------------------------------------------------------------ one run
 
-  Only process 0 of a multi-host job logs.
+
+def failure_kind(error: BaseException) -> str:
+  """``machine`` for a failure of the devices at hand, else ``run``.
+
+  Machine: the config does not fit the devices (``MeshMismatch``), out of
+  memory, or a lost peer process / coordination service. Such a run is
+  retried by the next sweep call; a run's own failure stays recorded.
   """
-  if jax.process_index() != 0:
-    return
-  record = dict(event=event, run=run, worker=_worker(), time=time.time(), **extra)
-  line = (json.dumps(record, sort_keys=True) + "\n").encode()
-  os.makedirs(os.fspath(log_dir), exist_ok=True)
-  path = os.fspath(log_dir / "sweep_log.jsonl")
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  if isinstance(error, (validation.MeshMismatch, MemoryError)):
+    return plan_lib.MACHINE
+  if not isinstance(error, ConfigError) and _MACHINE_ERRORS.search(str(error)):
+    return plan_lib.MACHINE
+  return plan_lib.RUN
+
+
+def _train_one(planned: plan_lib.PlannedRun) -> dict:
+  """Trains one run; an exception becomes a ``failed`` summary (process 0)."""
   try:
-    os.write(fd, line)
-  finally:
-    os.close(fd)
-
-
-def read_log(sweep_dir) -> list[dict]:
-  """The events of ``sweep_dir/sweep_log.jsonl`` (or of ``lock_dir``'s)."""
-  path = epath.Path(sweep_dir) / "sweep_log.jsonl"
-  if not path.exists():
-    return []
-  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-
-
-def select(experiment: registry.Experiment, only: str | None) -> list[registry.Run]:
-  """The runs whose short name or full name matches regex ``only`` (all if None)."""
-  if not only:
-    return list(experiment.runs)
-  from scaling.config import ConfigError  # pylint: disable=import-outside-toplevel
-  try:
-    pattern = re.compile(only)
-  except re.error as e:
-    raise ConfigError("--only", f"'{only}' is not a regular expression: {e}.") from e
-  runs = [r for r in experiment.runs
-          if pattern.search(r.short_name) or pattern.search(r.name())]
-  if not runs:
-    raise ConfigError("--only", f"'{only}' matches none of the "
-                      f"{len(experiment.runs)} runs of {experiment.name} (see "
-                      "--dry-run for their names).")
-  return runs
-
-
-def _failure_summary(run_dir: epath.Path, reason: str, tb: str) -> dict:
-  from scaling import metrics  # pylint: disable=import-outside-toplevel
-  run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / "error.txt").write_text(tb)
-  summary = dict(status="failed", reason=reason)
-  metrics.write_json_atomic(run_dir / "summary.json", summary)
-  return summary
-
-
-def _train_one(run: registry.Run, run_dir: epath.Path) -> dict:
-  """Trains one run; an exception becomes a ``failed`` summary."""
-  from scaling import train as train_lib  # pylint: disable=import-outside-toplevel
-  try:
-    summary = train_lib.train(run.config, os.fspath(run_dir))
+    summary = train_lib.train(planned.run.config, os.fspath(planned.run_dir))
   except Exception as e:  # pylint: disable=broad-except
-    reason = f"{type(e).__name__}: {e}".strip()
-    return _failure_summary(run_dir, reason, traceback.format_exc())
+    summary = dict(status="failed", reason=f"{type(e).__name__}: {e}".strip(),
+                   failure=failure_kind(e))
+    if jax.process_index() == 0:
+      planned.run_dir.mkdir(parents=True, exist_ok=True)
+      (planned.run_dir / "error.txt").write_text(traceback.format_exc())
+      metrics.write_json_atomic(planned.run_dir / "summary.json", summary)
+    return summary
   if summary.get("status") == train_lib.TERMINATED:
     raise SweepInterrupted(summary.get("reason", "SIGTERM"))
+  if summary.get("status") == "failed":
+    summary.setdefault("failure", plan_lib.RUN)
   return summary
 
 
-# -------------------------------------------------------------------- sweep
+def _claim_and_train(plan: plan_lib.SweepPlan, where: _Claims,
+                     log: progress_lib.EventLog, bar: progress_lib.FlopBar,
+                     tally: _Tally, wait: bool, poll_seconds: float,
+                     out: TextIO) -> None:
+  """Trains the plan's pending runs, each once across all workers."""
+  pending = [p for p, todo in zip(plan.runs, agree.broadcast(
+      [not plan.done(p) for p in plan.runs])) if todo]
+  for planned in plan.runs:
+    if planned not in pending:
+      tally.skipped.append(planned.name)
+      log("skip", planned.name)
+  print(f"sweep {plan.experiment.name}: {len(plan.runs)} runs selected, "
+        f"{len(tally.skipped)} already done, {len(pending)} to run", file=out)
+  attempted: set[str] = set()
+  while pending:
+    progressed = False
+    for planned in list(pending):
+      if planned.name in attempted or agree.broadcast(plan.done(planned)):
+        pending.remove(planned)
+        if planned.name not in attempted:
+          bar.dropped(planned.flops)  # another worker trained it
+        continue
+      claim = where.of(planned.name) if jax.process_index() == 0 else None
+      if not agree.broadcast(claim is not None and claim.acquire()):
+        continue  # a live worker holds it
+      try:
+        if claim is not None and claim.broke is not None:
+          log("takeover", planned.name, previous=claim.broke)
+        # Another worker may have finished it between our check and claim.
+        if agree.broadcast(plan.done(planned)):
+          continue
+        attempted.add(planned.name)
+        _train_and_record(planned, log, tally, out)
+        if claim is not None and claim.lost:
+          log("lost_claim", planned.name)
+      finally:
+        if claim is not None:
+          claim.release()
+        progressed = True
+      pending.remove(planned)
+      bar.trained(planned.flops, len(tally.trained), len(tally.failed))
+    if pending and not progressed:
+      if not wait:
+        break
+      time.sleep(poll_seconds)  # the rest are claimed by live workers
 
 
-def dry_run(experiment: registry.Experiment, runs: list[registry.Run],
-            sweep_dir: epath.Path, out: TextIO | None = None) -> list[dict]:
-  """Prints the runs (name, budget, size, steps, tokens, FLOPs, status).
+def _train_and_record(planned: plan_lib.PlannedRun, log: progress_lib.EventLog,
+                      tally: _Tally, out: TextIO) -> None:
+  before = compile_stats()
+  log("claim", planned.name)
+  summary = _train_one(planned)
+  after = compile_stats()
+  extra = dict(xla_compiles=after["xla_compiles"] - before["xla_compiles"],
+               cache_hits=after["cache_hits"] - before["cache_hits"],
+               compile_seconds=summary.get("compile_seconds"),
+               wall_seconds=summary.get("wall_seconds"))
+  tally.trained.append(planned.name)
+  tally.compile_seconds += float(summary.get("compile_seconds") or 0.0)
+  tally.train_seconds += float(summary.get("wall_seconds") or 0.0)
+  if summary.get("status") == "finished":
+    log("finish", planned.name, **extra)
+    return
+  tally.failed.append(planned.name)
+  log("fail", planned.name, reason=summary.get("reason"),
+      failure=summary.get("failure"), **extra)
+  retry = (" (the machine's: the next sweep call retries it)"
+           if summary.get("failure") == plan_lib.MACHINE else "")
+  print(f"run {planned.name} failed{retry}: {summary.get('reason')}", file=out)
 
-  Returns:
-    One dict per run with the printed values.
-  """
-  from scaling import accounting  # pylint: disable=import-outside-toplevel
-  from scaling import config as config_lib  # pylint: disable=import-outside-toplevel
-  from experiments.generators import (  # pylint: disable=import-outside-toplevel
-      tokens_per_step)
-  out = out or sys.stdout
-  rows = []
-  print(f"{experiment.name}: {experiment.description}", file=out)
-  header = (f"{'run':<40} {'budget':>9} {'N_total':>10} {'steps':>7} "
-            f"{'tokens':>11} {'flops':>10}  status")
-  print(header, file=out)
-  for run in runs:
-    name = run.name()
-    status, _ = tables.run_status(sweep_dir / name)
-    counts = accounting.param_counts(run.config.model,
-                                     config_lib.vocab_size(run.config),
-                                     run.config.seq_len)
-    tokens = run.steps * tokens_per_step(run.config)
-    row = dict(run=name, budget=run.budget, params_total=counts["params_total"],
-               steps=run.steps, tokens=tokens, flops=run.flops, status=status)
-    rows.append(row)
-    budget = f"{run.budget:.3g}" if run.budget else "-"
-    print(f"{name:<40} {budget:>9} {counts['params_total']:>10,} "
-          f"{run.steps:>7,} {tokens:>11,} {run.flops:>10.3g}  {status}", file=out)
-  total = sum(r["flops"] for r in rows)
-  print(f"{len(rows)} runs, {total:.3g} FLOPs (exact count)", file=out)
-  for note in experiment.notes:
-    print(f"note: {note}", file=out)
-  return rows
+
+# -------------------------------------------------------------- sweep
 
 
 def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
@@ -215,10 +251,11 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
     lock_dir: where run claims (and then the event log) live (default
       ``sweep_dir/locks``); a POSIX filesystem shared by the workers,
       required when ``workdir`` is not a POSIX path.
-    retry_failed: train again runs that failed in an earlier sweep call.
+    retry_failed: train again runs that failed (for a reason of their own)
+      in an earlier sweep call; machine failures are always retried.
     wait: when runs are claimed by other live workers, wait for them so the
       tables and analysis cover the whole sweep.
-    analyze: call ``analysis.report.analyze`` at the end.
+    analyze: run the analysis at the end.
     progress: show the FLOP progress bar.
     stale_seconds, heartbeat_seconds, poll_seconds: claim staleness, the
       owner's heartbeat period and the waiting poll period.
@@ -235,164 +272,52 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
   out = out or sys.stdout
   if isinstance(experiment, str):
     experiment = registry.lookup(experiment)
-  runs = select(experiment, only)
   sweep_dir = epath.Path(workdir) / experiment.name
-  if dry:
-    rows = dry_run(experiment, runs, sweep_dir, out)
-    return SweepResult(os.fspath(sweep_dir), rows, [], [], [], [], 0.0, 0.0,
-                       None, "dry run")
-  t_sweep = time.time()
   posix = not re.match(r"^[a-z0-9]+://", os.fspath(workdir))
-  if lock_dir is None and not posix:
-    from scaling import config as config_lib  # pylint: disable=import-outside-toplevel
-    raise config_lib.ConfigError(
+  if lock_dir is None and not posix and not dry:
+    raise ConfigError(
         "lock_dir", f"{sweep_dir} is not a POSIX path: give --lock-dir on a "
         "filesystem all workers share (run claims need atomic file creation)")
-  sweep_dir.mkdir(parents=True, exist_ok=True)
-  lock_root = lock_dir or os.fspath(sweep_dir / "locks")
-  log_dir = sweep_dir if lock_dir is None else epath.Path(lock_root)
+  plan = plan_lib.SweepPlan(experiment, plan_lib.select(experiment, only),
+                            sweep_dir, retry_failed)
+  if dry:
+    rows = plan_lib.dry_run(plan, out)
+    return SweepResult(os.fspath(sweep_dir), rows, [], [], [], [], 0.0, 0.0,
+                       None, "dry run")
+  if jax.process_index() == 0:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+  where = _Claims(lock_dir or os.fspath(sweep_dir / "locks"), stale_seconds,
+                  heartbeat_seconds)
   cache = enable_compile_cache(cache_dir or os.path.join(
-      os.fspath(workdir) if posix else lock_root, ".jax_cache"))
-  names = {id(r): r.name() for r in runs}
-
-  def done(run, status):
-    """Finished, or failed and not to be retried (again) by this call."""
-    if status != "failed":
-      return status == "finished"
-    name = names[id(run)]
-    if not (retry_failed and name in failed_before):
-      return True
-    try:  # a retry by any worker during this call counts as the retry
-      return os.stat(os.fspath(sweep_dir / name / "summary.json")).st_mtime >= t_sweep
-    except FileNotFoundError:
-      return False
-
-  failed_before = {names[id(r)] for r in runs
-                   if tables.run_status(sweep_dir / names[id(r)])[0] == "failed"}
-  is_main = jax.process_index() == 0
-  # Every decision below is process 0's, broadcast, so the processes of a
-  # multi-host job train the same run at the same time (DESIGN.md §3).
-  todo = _agree([not done(r, tables.run_status(sweep_dir / names[id(r)])[0])
-                 for r in runs])
-  pending = [r for r, t in zip(runs, todo) if t]
-  skipped = [names[id(r)] for r in runs if r not in pending]
-  for name in skipped:
-    _log_event(log_dir, "skip", name)
-  print(f"sweep {experiment.name}: {len(runs)} runs selected, {len(skipped)} "
-        f"already done, {len(pending)} to run; compile cache {cache}", file=out)
-
-  bar = None
-  if progress:
-    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=sum(r.flops for r in pending), unit="FLOP",
-               unit_scale=True, desc=f"sweep {experiment.name}", position=0,
-               file=sys.stderr)
-  trained, failed = [], []
-  compile_s = train_s = 0.0
-  attempted: set[str] = set()
+      os.fspath(workdir) if posix else where.root, ".jax_cache"))
+  print(f"compile cache {cache}", file=out)
+  log = progress_lib.EventLog(sweep_dir if lock_dir is None else where.root)
+  bar = progress_lib.FlopBar(experiment.name, sum(
+      p.flops for p in plan.runs if not plan.done(p)), progress)
+  tally = _Tally()
   try:
-    while pending:
-      progressed = False
-      for run in list(pending):
-        name = names[id(run)]
-        run_dir = sweep_dir / name
-        if _agree(done(run, tables.run_status(run_dir)[0])) or name in attempted:
-          pending.remove(run)
-          if name not in attempted:
-            if bar is not None:
-              bar.total -= run.flops
-              bar.refresh()
-          continue
-        lock = (locks.RunLock(os.path.join(lock_root, f"{name}.lock"),
-                              stale_seconds, heartbeat_seconds)
-                if is_main else None)
-        if not _agree(lock is not None and lock.acquire()):
-          continue
-        try:
-          if lock is not None and lock.broke is not None:
-            _log_event(log_dir, "takeover", name, previous=lock.broke)
-          # Another worker may have finished it between our check and claim.
-          if _agree(done(run, tables.run_status(run_dir)[0])):
-            continue
-          attempted.add(name)
-          before = compile_stats()
-          _log_event(log_dir, "claim", name)
-          summary = _train_one(run, run_dir)
-          after = compile_stats()
-          extra = dict(xla_compiles=after["xla_compiles"] - before["xla_compiles"],
-                       cache_hits=after["cache_hits"] - before["cache_hits"],
-                       compile_seconds=summary.get("compile_seconds"),
-                       wall_seconds=summary.get("wall_seconds"))
-          trained.append(name)
-          compile_s += float(summary.get("compile_seconds") or 0.0)
-          train_s += float(summary.get("wall_seconds") or 0.0)
-          if summary.get("status") == "finished":
-            _log_event(log_dir, "finish", name, **extra)
-          else:
-            failed.append(name)
-            _log_event(log_dir, "fail", name, reason=summary.get("reason"), **extra)
-            print(f"run {name} failed: {summary.get('reason')}", file=out)
-          if lock is not None and lock.lost:
-            _log_event(log_dir, "lost_claim", name)
-        finally:
-          if lock is not None:
-            lock.release()
-          progressed = True
-        pending.remove(run)
-        if bar is not None:
-          bar.update(run.flops)
-          bar.set_postfix(runs=f"{len(trained)}", failed=len(failed))
-      if pending and not progressed:
-        if not wait:
-          break
-        time.sleep(poll_seconds)  # the rest are claimed by live workers
+    _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
   finally:
-    if bar is not None:
-      bar.close()
-
-  return _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
-                 compile_s, train_s, t_sweep, lock_root, analyze,
-                 stale_seconds, heartbeat_seconds, out)
+    bar.close()
+  return _finish(plan, where, tally, analyze, out)
 
 
-def _agree(value):
-  """Process 0's ``value`` (a bool or list of bools) on every process."""
-  if jax.process_count() == 1:
-    return value
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  arr = multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32))
-  return [bool(x) for x in arr] if isinstance(value, list) else bool(arr)
-
-
-def _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
-            compile_s, train_s, t_sweep, lock_root, analyze, stale_seconds,
-            heartbeat_seconds, out) -> SweepResult:
+def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
+            analyze: bool, out: TextIO) -> SweepResult:
   """Writes the tables and the sweep summary, then runs the analysis.
 
   Only process 0 of a multi-host job writes them.
   """
+  sweep_dir, experiment = plan.sweep_dir, plan.experiment
   if jax.process_index() != 0:
-    return SweepResult(os.fspath(sweep_dir), [], trained, skipped, failed, [],
-                       compile_s, train_s, None, "written by process 0")
-  rows, curves = [], []
-  for run in experiment.runs:
-    name = names.get(id(run)) or run.name()
-    status, summary = tables.run_status(sweep_dir / name)
-    if status in ("partial", "pending"):
-      holder = locks.RunLock(os.path.join(lock_root, f"{name}.lock"),
-                             stale_seconds, heartbeat_seconds)
-      info, mtime = locks.read(holder.path)
-      if mtime is not None and not holder.is_stale(info, mtime):
-        status = "running"
-    rows.append(tables.result_row(run, name, status, summary))
-    curves.extend(tables.curve_rows(name, sweep_dir / name))
-  tables.write_csv_atomic(sweep_dir / "results.csv", rows)
-  tables.write_csv_atomic(sweep_dir / "curves.csv", curves, tables.CURVE_COLUMNS)
-  selected = {names[id(r)] for r in runs}
+    return SweepResult(os.fspath(sweep_dir), [], tally.trained, tally.skipped,
+                       tally.failed, [], tally.compile_seconds,
+                       tally.train_seconds, None, "written by process 0")
+  rows = tables.write_tables(experiment, sweep_dir, _is_running(where))
+  selected = {p.name for p in plan.runs}
   unfinished = [r["run"] for r in rows if r["run"] in selected
                 and r["status"] not in ("finished", "failed")]
   n_finished = sum(r["status"] == "finished" for r in rows)
-
   analysis, analysis_error = None, None
   if not analyze:
     analysis_error = "analysis not requested"
@@ -401,41 +326,44 @@ def _finish(experiment, runs, sweep_dir, names, trained, skipped, failed,
   elif not n_finished:
     analysis_error = "no finished runs to analyse"
   else:
-    analysis, analysis_error = _analyze(sweep_dir, lock_root, stale_seconds,
-                                        heartbeat_seconds, experiment.analyze)
-
-  compile_total = sum(float(r.get("compile_seconds") or 0) for r in rows)
-  wall_total = sum(float(r.get("wall_seconds") or 0) for r in rows)
-  summary = dict(
-      experiment=experiment.name, runs=len(rows), finished=n_finished,
-      failed=sum(r["status"] == "failed" for r in rows),
-      unfinished=len(unfinished), trained_here=len(trained),
-      failed_here=len(failed), skipped_here=len(skipped),
-      compile_seconds_here=compile_s, train_wall_seconds_here=train_s,
-      compile_seconds_all=compile_total, train_wall_seconds_all=wall_total,
-      compile_fraction_all=compile_total / wall_total if wall_total else None,
-      sweep_wall_seconds=time.time() - t_sweep, analysis_error=analysis_error,
-      worker=_worker())
-  from scaling import metrics  # pylint: disable=import-outside-toplevel
+    analysis, analysis_error = _analyze(sweep_dir, where, experiment.analyze)
+  summary = tables.sweep_summary(rows, tally.trained,
+                                 time.time() - plan.t_start)
+  summary.update(
+      experiment=experiment.name, unfinished=len(unfinished),
+      trained_here=len(tally.trained), failed_here=len(tally.failed),
+      skipped_here=len(tally.skipped),
+      compile_seconds_here=tally.compile_seconds,
+      train_wall_seconds_here=tally.train_seconds,
+      analysis_error=analysis_error, worker=progress_lib.worker())
   metrics.write_json_atomic(sweep_dir / "sweep_summary.json", summary)
-  _report(summary, sweep_dir, failed, out)
-  return SweepResult(os.fspath(sweep_dir), rows, trained, skipped, failed,
-                     unfinished, compile_s, train_s, analysis, analysis_error)
+  _report(summary, sweep_dir, tally.failed, out)
+  return SweepResult(os.fspath(sweep_dir), rows, tally.trained, tally.skipped,
+                     tally.failed, unfinished, tally.compile_seconds,
+                     tally.train_seconds, analysis, analysis_error)
 
 
-def _analyze(sweep_dir, lock_root, stale_seconds, heartbeat_seconds,
-             custom=None):
+def _is_running(where: _Claims):
+  """``is_running(name)``: a live worker holds the run's claim."""
+
+  def is_running(name: str) -> bool:
+    holder = where.of(name)
+    info, mtime = claims.read(holder.path)
+    return mtime is not None and not holder.is_stale(info, mtime)
+
+  return is_running
+
+
+def _analyze(sweep_dir, where: _Claims, custom=None):
   """Runs the analysis once (one worker at a time); never raises.
 
   ``custom(sweep_dir, out_dir)`` is the experiment's own analysis, if any.
   """
-  lock = locks.RunLock(os.path.join(lock_root, "analysis.lock"), stale_seconds,
-                       heartbeat_seconds)
+  lock = where.of("analysis")
   if not lock.acquire():
     return None, "another worker is analysing this sweep"
   try:
-    from analysis import report  # pylint: disable=import-outside-toplevel
-    analyze = custom or report.analyze
+    analyze = custom or analysis_report.analyze
     result = analyze(os.fspath(sweep_dir), os.fspath(sweep_dir / "analysis"))
     return result, None
   except Exception as e:  # pylint: disable=broad-except

@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from etils import epath
 import pandas as pd
 
+from experiments.registry import Experiment
 from experiments.registry import Run
+from scaling.config import get_dotted
 
 # (column, dotted config key) of the planned configuration.
 CONFIG_COLUMNS = (
@@ -39,13 +41,6 @@ CURVE_COLUMNS = ("run", "step", "tokens", "flops", "train_loss", "eval_loss")
 # Columns that measure time (differ between otherwise identical runs).
 WALL_CLOCK_COLUMNS = ("wall_seconds", "compile_seconds", "peak_flops_per_sec",
                       "peak_source")
-
-
-def _get(config, dotted: str) -> Any:
-  node = config
-  for part in dotted.split("."):
-    node = node[part]
-  return node
 
 
 def read_json(path) -> dict | None:
@@ -87,7 +82,7 @@ def result_row(run: Run, name: str, status: str, summary: dict | None) -> dict:
   for key, value in run.tags.items():
     row[key] = _scalar(value)
   for column, dotted in CONFIG_COLUMNS:
-    row[column] = _scalar(_get(run.config, dotted))
+    row[column] = _scalar(get_dotted(run.config, dotted))
   row["steps_planned"] = run.steps
   row["flops_planned"] = run.flops
   for key, value in (summary or {}).items():
@@ -140,3 +135,67 @@ def write_csv_atomic(path, rows: Sequence[dict],
   tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
   tmp.write_text(frame.to_csv(index=False))
   tmp.replace(path)
+
+
+def write_tables(experiment: Experiment, sweep_dir,
+                 is_running: Callable[[str], bool]) -> list[dict]:
+  """Writes ``results.csv`` and ``curves.csv`` for every run of the experiment.
+
+  Args:
+    experiment: the experiment (all its runs, not only a selection).
+    sweep_dir: the sweep directory.
+    is_running: whether a live worker holds a run's claim; a partial or
+      pending run it holds is listed as ``running``.
+
+  Returns:
+    The results.csv rows.
+  """
+  sweep_dir = epath.Path(sweep_dir)
+  rows, curves = [], []
+  for run in experiment.runs:
+    name = run.name()
+    status, summary = run_status(sweep_dir / name)
+    if status in ("partial", "pending") and is_running(name):
+      status = "running"
+    rows.append(result_row(run, name, status, summary))
+    curves.extend(curve_rows(name, sweep_dir / name))
+  write_csv_atomic(sweep_dir / "results.csv", rows)
+  write_csv_atomic(sweep_dir / "curves.csv", curves, CURVE_COLUMNS)
+  return rows
+
+
+def _number(row: dict, key: str) -> float:
+  try:
+    value = float(row.get(key))
+  except (TypeError, ValueError):
+    return 0.0
+  return value if math.isfinite(value) else 0.0
+
+
+def sweep_summary(rows: Sequence[dict], trained_here: Sequence[str],
+                  sweep_wall_seconds: float) -> dict:
+  """Counts, compile share and throughput of a sweep, for sweep_summary.json.
+
+  Throughput: ``flops_per_second_here`` = exact training FLOPs of the runs
+  this call trained / this call's wall time (compile, eval, checkpoints,
+  analysis and idle cores included), and ``mfu_here`` = that over the runs'
+  measured peak (``peak_flops_per_sec`` of their summaries, the highest).
+  """
+  compile_total = sum(_number(r, "compile_seconds") for r in rows)
+  wall_total = sum(_number(r, "wall_seconds") for r in rows)
+  here = [r for r in rows if r["run"] in set(trained_here)
+          and r["status"] == "finished"]
+  flops_here = sum(_number(r, "flops") for r in here)
+  peak = max((_number(r, "peak_flops_per_sec") for r in here), default=0.0)
+  rate = flops_here / sweep_wall_seconds if sweep_wall_seconds > 0 else None
+  return dict(
+      runs=len(rows), finished=sum(r["status"] == "finished" for r in rows),
+      failed=sum(r["status"] == "failed" for r in rows),
+      compile_seconds_all=compile_total, train_wall_seconds_all=wall_total,
+      compile_fraction_all=compile_total / wall_total if wall_total else None,
+      sweep_wall_seconds=sweep_wall_seconds,
+      flops_all=sum(_number(r, "flops") for r in rows
+                    if r["status"] == "finished"),
+      flops_here=flops_here, flops_per_second_here=rate,
+      peak_flops_per_sec=peak or None,
+      mfu_here=rate / peak if rate and peak else None)

@@ -1,4 +1,4 @@
-"""Multi-host initialisation, in one explicit place, and decisions shared by all processes.
+"""Multi-host initialisation, in one explicit place.
 
 Entry points (``scaling train``, ``scaling sweep``, test payloads) call
 :func:`initialize` once at startup, before any JAX computation. It works out how
@@ -23,27 +23,21 @@ script sets it from ``scontrol show hostnames``), else the first host of
 ``SLURM_STEP_NODELIST`` on port ``61440 + SLURM_JOB_ID % 4096`` (the rule JAX uses).
 TPU VMs and GKE: ``jax.distributed.initialize()`` detects everything itself.
 
-Decisions that must agree across processes (skip a finished run, which step to
-resume from, stop on preemption) are taken by process 0 and broadcast with
-:func:`broadcast_decision`; :func:`preemption_requested` answers the same on every
-process at the same step once any process received SIGTERM.
+Decisions that must agree across processes once the job runs (skip a finished
+run, which step to resume from, stop on preemption) are the library's:
+:mod:`scaling.agree`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
-import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 ENV_MODE = "SCALING_DISTRIBUTED"
 ENV_COORDINATOR = "SCALING_COORDINATOR_ADDRESS"
@@ -80,7 +74,6 @@ class DistributedSetup:
 
 
 _SETUP: DistributedSetup | None = None
-_SIGTERM_RECEIVED = False
 
 
 def _int(environ: Mapping[str, str], name: str) -> int:
@@ -297,72 +290,3 @@ def finish(code: int) -> int:
   if code and _SETUP is not None and _SETUP.mode != "none":
     _exit_now(code)
   return code
-
-
-def is_coordinator() -> bool:
-  """True on process 0, the process that writes summaries and results tables."""
-  return jax.process_index() == 0
-
-
-def broadcast_decision(value: Any) -> Any:
-  """Process 0's ``value`` returned on every process.
-
-  Use for decisions that must agree (skip a finished run, resume step, run order).
-  Every process must call it at the same point; other processes' ``value`` is ignored.
-
-  Args:
-    value: anything ``json.dumps`` accepts (bool, int, float, str, None, list, dict).
-
-  Raises:
-    TypeError: value is not JSON-serialisable (raised on process 0).
-  """
-  if jax.process_count() == 1:
-    return value
-  payload = json.dumps(value).encode() if is_coordinator() else b""
-  size = int(multihost_utils.broadcast_one_to_all(np.int32(len(payload))))
-  buf = np.zeros(size, np.uint8)
-  buf[:len(payload)] = np.frombuffer(payload, np.uint8)
-  out = np.asarray(multihost_utils.broadcast_one_to_all(buf), dtype=np.uint8)
-  return json.loads(out.tobytes().decode())
-
-
-def any_process(flag: bool) -> bool:
-  """True on every process when ``flag`` is true on at least one (collective OR)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  flags = multihost_utils.process_allgather(np.array([int(bool(flag))], np.int32))
-  return bool(np.asarray(flags).any())
-
-
-def barrier(name: str) -> None:
-  """Blocks until every process reaches the barrier called ``name``."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
-
-
-def watch_sigterm() -> None:
-  """Records SIGTERM on this process for :func:`preemption_requested`.
-
-  Call from the entry point before the loop, on every process. (JAX's own
-  preemption sync point proved racy on CPU: a notice sometimes never reached
-  the other process, so the decision is an explicit collective OR instead.)
-  """
-
-  def _handler(signum, frame):
-    del signum, frame
-    global _SIGTERM_RECEIVED
-    _SIGTERM_RECEIVED = True
-
-  signal.signal(signal.SIGTERM, _handler)
-
-
-def preemption_requested(step: int) -> bool:
-  """Whether to save and stop at ``step``; the same answer on every process.
-
-  Every process must call it at every step (it is a collective). True on all
-  processes at the first step at which any of them has received SIGTERM since
-  :func:`watch_sigterm` (an all-gather of the flags, so the answer agrees).
-  ``step`` is accepted for the call sites' readability.
-  """
-  del step
-  return any_process(_SIGTERM_RECEIVED)

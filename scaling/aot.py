@@ -3,7 +3,9 @@ without allocating anything, and report what each device will hold.
 
 Used by ``scaling check`` and ``scaling launch ... --check`` on this CPU
 machine with fake devices (``--xla_force_host_platform_device_count=N``)
-before an accelerator is paid for.
+before an accelerator is paid for. It compiles the program training runs
+(:func:`scaling.program.build`): ``program_fingerprint`` equals the one a
+run of the same config records in its ``summary.json``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ import time
 import jax
 import numpy as np
 
-from scaling import config as config_lib
-from scaling import model as model_lib
-from scaling import sharding as sharding_lib
-from scaling import step as step_lib
+from scaling import program as program_lib
+from scaling import sharding
+from scaling import validation
 
 
-def _bytes_per_device(abstract_tree) -> int:
+def bytes_per_device(abstract_tree) -> int:
   """Bytes of the largest shard of every leaf, summed (one device's share)."""
   total = 0
   for leaf in jax.tree.leaves(abstract_tree):
@@ -33,8 +34,8 @@ def check(config) -> dict:
 
   Returns:
     dict with device count, mesh shape, parameter and optimizer bytes per
-    device, the compiled program's temp bytes where XLA reports them, and
-    compile seconds.
+    device, the compiled program's temp bytes where XLA reports them,
+    compile seconds and the program fingerprint.
 
   Raises:
     ConfigError: the config does not fit the device count or mesh.
@@ -42,29 +43,21 @@ def check(config) -> dict:
       prints it with the mesh and the config's model shape.
   """
   n = jax.device_count()
-  config_lib.validate(config, n)
-  mesh = sharding_lib.make_mesh(config)
-  model = model_lib.build(config)
-  steps = config_lib.train_steps(config)
-  hp = step_lib.hyperparams(config, steps, 0)
-  with jax.set_mesh(mesh), sharding_lib.rules_context():
-    _, abstract, shardings = step_lib.abstract_state(model, mesh, 0)
-    batch_sharding = sharding_lib.batch_sharding(mesh)
-    shape = (config.batch_size, config.seq_len)
-    batch = {k: jax.ShapeDtypeStruct(shape, v.dtype, sharding=batch_sharding)
-             for k, v in step_lib.dummy_batch(1, 1).items()}
-    fn = jax.jit(step_lib.make_train_step(
-        model, config.schedule.name, config.train.microbatches,
-        config.optimizer.decay_embeddings),
-        out_shardings=(shardings, None), donate_argnums=(0,))
-    t0 = time.time()
-    compiled = fn.lower(abstract, batch, hp).compile()
-    seconds = time.time() - t0
+  validation.validate(config, n)
+  mesh = sharding.make_mesh(config)
+  program = program_lib.build(config, mesh)
+  t0 = time.time()
+  lowered = program.lower()
+  with program.context():
+    compiled = lowered.compile()
+  seconds = time.time() - t0
   report = dict(
-      devices=n, mesh=dict(zip(sharding_lib.MESH_AXES, mesh.devices.shape)),
-      param_bytes_per_device=_bytes_per_device(abstract["params"]),
-      optimizer_bytes_per_device=_bytes_per_device(abstract["opt_state"]),
-      compile_seconds=seconds)
+      devices=n, mesh=dict(zip(sharding.MESH_AXES, mesh.devices.shape)),
+      param_bytes_per_device=bytes_per_device(program.abstract_state["params"]),
+      optimizer_bytes_per_device=bytes_per_device(
+          program.abstract_state["opt_state"]),
+      compile_seconds=seconds,
+      program_fingerprint=program_lib.fingerprint(lowered))
   try:
     memory = compiled.memory_analysis()
     report["temp_bytes_per_device"] = int(memory.temp_size_in_bytes)

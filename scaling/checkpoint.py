@@ -21,6 +21,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from scaling import agree
+from scaling.config import ConfigError
+
+
+
+def _param_name(path) -> str:
+  """``blocks/attn/q`` for a tree path."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 class Checkpointer:
@@ -39,20 +47,47 @@ class Checkpointer:
     self._manager = self._new_manager()
 
   def _new_manager(self):
-    return ocp.CheckpointManager(self.directory, options=self._options,
-                                 item_names=("state", "meta"))
+    return ocp.CheckpointManager(
+        self.directory, options=self._options,
+        item_handlers=dict(state=ocp.StandardCheckpointHandler(),
+                           meta=ocp.JsonCheckpointHandler()))
 
   def steps(self) -> list[int]:
     """Saved steps, ascending; process 0's list on every process, so all
     processes of a multi-host job try to restore the same step."""
-    steps = sorted(self._manager.all_steps())
-    if jax.process_count() == 1:
-      return steps
-    from jax.experimental import multihost_utils
-    padded = np.full(1024, -1, np.int64)
-    padded[:min(len(steps), 1024)] = steps[-1024:]
-    agreed = multihost_utils.broadcast_one_to_all(padded)
-    return [int(x) for x in agreed if x >= 0]
+    return [int(s) for s in agree.broadcast(sorted(self._manager.all_steps()))]
+
+  def check_shapes(self, step: int, abstract_state, source: str) -> None:
+    """Refuses a checkpoint whose parameters do not fit ``abstract_state``.
+
+    Compares the stored shape and dtype of every parameter with the
+    requested one before anything is restored (orbax would fail deep inside an
+    asynchronous restore, with hundreds of lines of tracebacks).
+
+    Raises:
+      ConfigError: (``--init-from``) naming ``source`` and the first
+        parameter whose stored shape or dtype differs, or that is missing
+        on one side.
+    """
+    stored = self._manager.item_metadata(step)["state"]
+    stored = getattr(stored, "tree", stored)["params"]
+    want = {_param_name(k): v for k, v in
+            jax.tree_util.tree_leaves_with_path(abstract_state["params"])}
+    have = {_param_name(k): v for k, v in
+            jax.tree_util.tree_leaves_with_path(stored)}
+    for key in sorted(set(want) | set(have)):
+      if key not in have or key not in want:
+        side = "has no" if key not in have else "has an extra"
+        raise ConfigError("--init-from", (
+            f"{source} {side} parameter {key}; it was trained with another "
+            "architecture than this config (compare its config.json)."))
+      a, b = want[key], have[key]
+      if tuple(a.shape) != tuple(b.shape) or np.dtype(a.dtype) != np.dtype(b.dtype):
+        raise ConfigError("--init-from", (
+            f"{source} stores {key} as {tuple(b.shape)} {np.dtype(b.dtype)}, "
+            f"but this config needs {tuple(a.shape)} {np.dtype(a.dtype)}; "
+            "start from a checkpoint of the same model shape (compare its "
+            "config.json)."))
 
   def save(self, step: int, state, meta: dict, force: bool = False) -> bool:
     """Starts saving ``state`` and ``meta`` at ``step`` (asynchronous)."""
@@ -108,9 +143,7 @@ class Checkpointer:
       (self.directory / str(step)).rename(target)
       print(f"WARNING: checkpoint step {step} failed to restore "
             f"({type(error).__name__}); moved aside to {target}", flush=True)
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices(f"move_aside_{step}")
+    agree.barrier(f"move_aside_{step}")
     self._manager.close()
     self._manager = self._new_manager()
 

@@ -5,24 +5,25 @@ A run is described by one ``ml_collections.ConfigDict`` with the sections
 eval`` plus the global ``batch_size`` (sequences per optimizer step, across all
 devices) and ``seq_len`` (tokens per sequence).
 
-Validation happens before anything is compiled; every problem raises
-:class:`ConfigError` naming the field and the fix (the CLI exits with status 2).
+This module holds the schema and everything that reads or writes a config's
+keys: dotted overrides (:func:`set_dotted`, the one walker every caller uses),
+config files, and the sizes derived from the model section. Validation is
+:mod:`scaling.validation` (before anything is compiled; every problem raises
+:class:`ConfigError` naming the field and the fix, and the CLI exits 2); the
+run identity is :mod:`scaling.identity`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import ast
+import difflib
+import importlib.util
+import os
+from typing import Any
 
 import ml_collections
 
-# Fields that change the result of a run, hashed into its identity (DESIGN.md §3).
-# Everything else (mesh, checkpoint cadence, logging, eval cadence) is left out
-# so a run moved to another machine or mesh keeps its identity.
-IDENTITY_SECTIONS = ("model", "data", "tokenizer", "objective", "optimizer",
-                     "schedule")
-IDENTITY_TRAIN_KEYS = ("steps", "tokens", "seed")
-IDENTITY_GLOBALS = ("batch_size", "seq_len")
+from scaling.tokenizer import ByteTokenizer
 
 
 class ConfigError(ValueError):
@@ -108,7 +109,6 @@ def default_config() -> ml_collections.ConfigDict:
       seed=0,
       microbatches=1,  # gradient accumulation
       log_every=10,
-      max_nan_steps=0,
   ))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(
@@ -123,13 +123,8 @@ def default_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------
 
 
-def _close_matches(name, options):
-  import difflib
-  return difflib.get_close_matches(name, list(options), n=3)
-
-
 def _unknown_key(path: str, key: str, options) -> ConfigError:
-  hint = _close_matches(key, options)
+  hint = difflib.get_close_matches(key, list(options), n=3)
   did = f" Did you mean {', '.join(hint)}?" if hint else ""
   return ConfigError(
       path, f"unknown key '{key}'.{did} Known keys here: "
@@ -138,7 +133,6 @@ def _unknown_key(path: str, key: str, options) -> ConfigError:
 
 def _parse_value(field: str, text: str, current):
   """Parses ``text`` into the type of ``current`` (the schema's value)."""
-  import ast
   if isinstance(current, bool):
     low = text.lower()
     if low in ("true", "1", "yes"):
@@ -169,6 +163,57 @@ def _parse_value(field: str, text: str, current):
   return text
 
 
+def _walk(config: ml_collections.ConfigDict, dotted: str):
+  """(section, last key) of ``dotted`` in ``config``, checked to exist.
+
+  Raises:
+    ConfigError: an unknown key, with close matches and the keys known there.
+  """
+  parts = dotted.split(".")
+  node = config
+  for i, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      options = node.keys() if isinstance(node, ml_collections.ConfigDict) else []
+      raise _unknown_key(dotted, part, options)
+    if i < len(parts) - 1:
+      node = node[part]
+  return node, parts[-1]
+
+
+def get_dotted(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  """``config.<dotted>``; ConfigError (with close matches) if unknown."""
+  node, key = _walk(config, dotted)
+  return node[key]
+
+
+def set_dotted(config: ml_collections.ConfigDict, dotted: str,
+               value: Any) -> None:
+  """Sets ``config.<dotted> = value`` (a typed value), in place.
+
+  The one walker of dotted keys: command-line overrides, sweep generators,
+  tests and benchmarks all set fields through it.
+
+  Raises:
+    ConfigError: an unknown key (with close matches).
+  """
+  node, key = _walk(config, dotted)
+  with node.unlocked():
+    node[key] = value
+
+
+def with_overrides(base: ml_collections.ConfigDict,
+                   overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A deep copy of ``base`` with typed ``{"section.key": value}`` set.
+
+  Raises:
+    ConfigError: an unknown key.
+  """
+  config = ml_collections.ConfigDict(base.to_dict())
+  for dotted, value in overrides.items():
+    set_dotted(config, dotted, value)
+  return config
+
+
 def apply_override(config: ml_collections.ConfigDict, dotted: str,
                    text: str) -> None:
   """Sets ``config.<dotted> = text`` parsed to the schema's type.
@@ -176,18 +221,8 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str,
   Raises:
     ConfigError: unknown key (with close matches) or unparsable value.
   """
-  parts = dotted.split(".")
-  node = config
-  for i, part in enumerate(parts):
-    path = ".".join(parts[:i]) or "<root>"
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      options = node.keys() if isinstance(node, ml_collections.ConfigDict) else []
-      raise _unknown_key(path if i else dotted, part, options)
-    if i == len(parts) - 1:
-      with node.unlocked():
-        node[part] = _parse_value(dotted, text, node[part])
-    else:
-      node = node[part]
+  set_dotted(config, dotted, _parse_value(dotted, text,
+                                          get_dotted(config, dotted)))
 
 
 def check_keys(config: ml_collections.ConfigDict,
@@ -215,8 +250,6 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   Raises:
     ConfigError: missing file or no ``get_config``.
   """
-  import importlib.util
-  import os
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
     raise ConfigError("--config", f"file '{path}' does not exist.")
@@ -250,178 +283,10 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 
 
 def d_head(model_cfg) -> int:
+  """Per-head width: ``model.d_head``, or ``d_model // n_heads`` when -1."""
   return model_cfg.d_head if model_cfg.d_head > 0 else model_cfg.d_model // model_cfg.n_heads
 
 
 def vocab_size(config) -> int:
-  from scaling.tokenizer import ByteTokenizer
+  """The padded vocabulary of the run's byte tokenizer (DESIGN.md §4)."""
   return ByteTokenizer(config.tokenizer.n_sentinels).vocab_size
-
-
-def mesh_shape(mesh_cfg, n_devices: int) -> tuple[int, int, int]:
-  """Resolves (data, fsdp, tensor) with at most one -1 filling the rest.
-
-  Raises:
-    ConfigError: more than one -1, non-positive sizes, or a product that is
-      not the device count.
-  """
-  sizes = {k: int(mesh_cfg[k]) for k in ("data", "fsdp", "tensor")}
-  free = [k for k, v in sizes.items() if v == -1]
-  if len(free) > 1:
-    raise ConfigError(f"mesh.{free[1]}", "at most one mesh axis may be -1.")
-  for k, v in sizes.items():
-    if v == 0 or v < -1:
-      raise ConfigError(f"mesh.{k}", f"must be positive or -1, got {v}.")
-  fixed = 1
-  for k, v in sizes.items():
-    if v != -1:
-      fixed *= v
-  if free:
-    if n_devices % fixed:
-      raise ConfigError(
-          f"mesh.{free[0]}", f"cannot fill: {n_devices} devices are not "
-          f"divisible by the other axes' product {fixed}.")
-    sizes[free[0]] = n_devices // fixed
-  product = sizes["data"] * sizes["fsdp"] * sizes["tensor"]
-  if product != n_devices:
-    raise ConfigError(
-        "mesh", f"data*fsdp*tensor = {product} but there are {n_devices} "
-        "devices; set one axis to -1 or make the product match.")
-  return sizes["data"], sizes["fsdp"], sizes["tensor"]
-
-
-_CHOICES = {
-    "model.mlp": ("gelu", "relu", "swiglu"),
-    "model.norm": ("rmsnorm", "layernorm"),
-    "model.positions": ("rope", "learned", "sinusoidal"),
-    "model.dtype": ("float32", "bfloat16"),
-    "model.param_dtype": ("float32", "bfloat16"),
-    "data.source": ("stdlib", "text_files"),
-    "optimizer.name": ("adamw",),
-    "schedule.name": ("cosine", "linear", "constant", "wsd"),
-}
-
-
-def _get(config, dotted):
-  node = config
-  for part in dotted.split("."):
-    node = node[part]
-  return node
-
-
-def validate(config: ml_collections.ConfigDict, n_devices: int | None = None) -> None:
-  """Checks the whole config before anything is compiled.
-
-  Args:
-    config: the run config.
-    n_devices: global device count; mesh checks are skipped when None.
-
-  Raises:
-    ConfigError: the first problem found, naming the field and the fix.
-  """
-  check_keys(config)
-  for field, choices in _CHOICES.items():
-    if _get(config, field) not in choices:
-      raise ConfigError(field, f"'{_get(config, field)}' is not one of "
-                        f"{', '.join(choices)}.")
-  for field in ("batch_size", "seq_len", "model.d_model", "model.n_layers",
-                "model.n_heads", "model.n_kv_heads", "model.d_ff",
-                "train.microbatches", "checkpoint.every", "checkpoint.keep",
-                "train.log_every", "eval.batch_size", "eval.every"):
-    if _get(config, field) <= 0:
-      raise ConfigError(field, f"must be positive, got {_get(config, field)}.")
-  o = config.optimizer
-  if not 0 < o.peak_lr < float("inf"):
-    raise ConfigError("optimizer.peak_lr", f"must be a positive finite "
-                      f"number, got {o.peak_lr}.")
-  for field in ("b1", "b2"):
-    if not 0 <= o[field] < 1:
-      raise ConfigError(f"optimizer.{field}", f"must lie in [0, 1), got "
-                        f"{o[field]}.")
-  if o.weight_decay < 0 or o.eps <= 0 or o.z_loss < 0:
-    raise ConfigError("optimizer", "weight_decay and z_loss must be >= 0 and "
-                      "eps > 0.")
-  m = config.model
-  if m.d_head <= 0 and m.d_model % m.n_heads:
-    raise ConfigError(
-        "model.n_heads", f"d_model={m.d_model} is not divisible by "
-        f"n_heads={m.n_heads}; pick n_heads dividing d_model or set model.d_head.")
-  if m.n_heads % m.n_kv_heads:
-    raise ConfigError(
-        "model.n_kv_heads", f"n_heads={m.n_heads} is not divisible by "
-        f"n_kv_heads={m.n_kv_heads}; pick a divisor of n_heads.")
-  if m.positions == "rope" and d_head(m) % 2:
-    raise ConfigError("model.d_head", f"rope needs an even d_head, got {d_head(m)}.")
-  t = config.train
-  if (t.steps > 0) == (t.tokens > 0):
-    raise ConfigError(
-        "train.steps", "give exactly one training length: train.steps > 0 "
-        "or train.tokens > 0 (set the other to -1).")
-  steps = t.steps if t.steps > 0 else -(-t.tokens // (config.batch_size * config.seq_len))
-  if config.batch_size % t.microbatches:
-    raise ConfigError(
-        "train.microbatches", f"batch_size={config.batch_size} is not "
-        f"divisible by microbatches={t.microbatches}.")
-  s = config.schedule
-  warmup = s.warmup_steps if s.warmup_steps >= 0 else int(round(s.warmup_fraction * steps))
-  if warmup > steps:
-    raise ConfigError(
-        "schedule.warmup_steps", f"warmup ({warmup} steps) is longer than "
-        f"training ({steps} steps); shorten the warmup or train longer.")
-  if not 0 <= s.min_lr_ratio <= 1:
-    raise ConfigError("schedule.min_lr_ratio", "must lie in [0, 1].")
-  if s.name == "wsd" and not 0 < s.decay_fraction <= 1:
-    raise ConfigError("schedule.decay_fraction", "must lie in (0, 1].")
-  if config.data.source == "text_files" and not config.data.path:
-    raise ConfigError("data.path", "text_files needs a glob of .txt or .jsonl "
-                      "files, e.g. --config.data.path='corpus/*.txt'.")
-  if config.objective.name != "causal_lm":
-    from scaling import objectives  # pylint: disable=import-outside-toplevel
-    objectives.validate(config)
-  if n_devices is not None:
-    data, fsdp, tensor = mesh_shape(config.mesh, n_devices)
-    micro = config.batch_size // t.microbatches
-    if micro % (data * fsdp):
-      raise ConfigError(
-          "batch_size", f"the per-microbatch batch {micro} (batch_size="
-          f"{config.batch_size} / microbatches={t.microbatches}) is not "
-          f"divisible by data*fsdp = {data * fsdp}; change batch_size, "
-          "train.microbatches or the mesh.")
-    if m.d_model % fsdp:
-      raise ConfigError(
-          "model.d_model", f"{m.d_model} is not divisible by the fsdp axis "
-          f"({fsdp}), which shards every weight's d_model dimension; change "
-          "mesh.fsdp or model.d_model.")
-    for field in ("n_heads", "n_kv_heads", "d_ff"):
-      if m[field] % tensor:
-        raise ConfigError(
-            f"model.{field}", f"{m[field]} is not divisible by the tensor "
-            f"axis ({tensor}); change mesh.tensor or model.{field}.")
-
-
-def train_steps(config) -> int:
-  """Optimizer updates: ``train.steps`` or ``ceil(train.tokens / (B * L))``."""
-  t = config.train
-  if t.steps > 0:
-    return int(t.steps)
-  return -(-int(t.tokens) // (config.batch_size * config.seq_len))
-
-
-def identity_hash(config: ml_collections.ConfigDict, corpus_hash: str = "") -> str:
-  """12-hex-digit hash of what changes a run's result (DESIGN.md §3).
-
-  Covers model, tokenizer, data (plus the corpus content hash when given),
-  objective, optimizer, schedule, training length and seeds, batch_size and
-  seq_len; not the mesh, microbatching, checkpoint cadence, logging, eval
-  cadence or paths.
-  """
-  d = config.to_dict()
-  ident = {k: d[k] for k in IDENTITY_SECTIONS}
-  ident["train"] = {k: d["train"][k] for k in IDENTITY_TRAIN_KEYS}
-  ident["train"]["steps"] = train_steps(config)
-  ident["train"].pop("tokens")
-  for k in IDENTITY_GLOBALS:
-    ident[k] = d[k]
-  ident["corpus_hash"] = corpus_hash
-  blob = json.dumps(ident, sort_keys=True, default=list)
-  return hashlib.sha256(blob.encode()).hexdigest()[:12]

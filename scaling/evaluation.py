@@ -32,8 +32,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 from scaling import objectives
-from scaling import sharding as sharding_lib
-from scaling import step as step_lib
+from scaling import sharding
 from scaling import tokenizer as tok_lib
 from scaling.data import packing
 from scaling.data import pipeline
@@ -142,13 +141,15 @@ def continuation_batches(val_docs: list[bytes], objective_name: str,
   n = -(-len(rows) // batch_size)
   rows += [packing.padding_row(seq_len)] * (n * batch_size - len(rows))
   return [{k: np.stack([r[k] for r in rows[i:i + batch_size]])
-           for k in pipeline.BATCH_KEYS} for i in range(0, len(rows), batch_size)]
+           for k in packing.BATCH_KEYS} for i in range(0, len(rows), batch_size)]
 
 
 class Evaluator:
   """Scores params on the shared views (module docstring), fixed batches.
 
-  ``Evaluator(config, corpus, model, mesh)(params)`` returns a dict:
+  ``Evaluator(config, corpus, program)(params)`` returns a dict
+  (``program`` from :func:`scaling.program.build`, whose jitted eval step
+  scores every batch):
 
   * ``eval_loss`` (nats per loss-bearing token), ``eval_bpb`` and
     ``eval_bpb_se`` of the causal view, or None for all three plus
@@ -157,14 +158,14 @@ class Evaluator:
     for both plus ``eval_continuation_bpb_na``.
 
   Every process holds its own rows of each global batch. Both views run
-  through one jitted function of [eval.batch_size, seq_len] batches.
+  through the program's eval step on [eval.batch_size, seq_len] batches.
   """
 
-  def __init__(self, config, corpus, model, mesh):
+  def __init__(self, config, corpus, program):
     tokenizer = tok_lib.ByteTokenizer(config.tokenizer.n_sentinels)
     name = config.objective.name
     applicable = objectives.scoring_views(name)
-    self.mesh = mesh
+    self.mesh = program.mesh
     self.na: dict[str, str] = {}
     batch_size, n_batches = config.eval.batch_size, config.eval.batches
     causal = applicable["causal_bpb"]
@@ -192,20 +193,18 @@ class Evaluator:
             f"{views.continuation_window(config.seq_len)} tokens")
     self.batches = causal_batches
     self.continuation = cont_batches
-    p, n = pipeline.process_shard(mesh, sharding_lib.BATCH_SPEC)
-    rows = batch_size // n
+    shard = sharding.process_shard(self.mesh)
     self._local = {
-        view: [{k: v[p * rows:(p + 1) * rows] for k, v in b.items()}
-               for b in batches]
+        view: [sharding.local_rows(b, *shard) for b in batches]
         for view, batches in (("causal", causal_batches),
                               ("continuation", cont_batches))}
-    self._fn = jax.jit(lambda params, batch: step_lib.eval_sums(model, params, batch))
+    self._fn = program.eval_step
 
   def _sums(self, params, view: str):
     """Per-row (NLL nats, bytes, loss tokens) over a view's batches."""
     nll, nbytes, count = [], [], []
     for local in self._local[view]:
-      batch = pipeline.to_global(local, self.mesh, sharding_lib.BATCH_SPEC)
+      batch = sharding.to_global(local, self.mesh)
       out = self._fn(params, batch)
       out = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
              if jax.process_count() > 1 else np.asarray(x) for x in out]

@@ -28,22 +28,6 @@ import ml_collections
 
 from scaling import config as config_lib
 
-# Logical axis name -> mesh axis. Order matters: flax assigns each mesh axis at
-# most once per array, first rule first, so an activation's `batch` takes
-# (data, fsdp) and its `embed` then falls through to replication, while a
-# parameter's `embed` is sharded over fsdp (ZeRO-3 style).
-LOGICAL_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("vocab", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("mlp", "tensor"),
-    ("embed", "fsdp"),
-    ("length", None),
-    ("kv", None),
-    ("layers", None),
-)
-
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _NEG_INF = -1e30
 
@@ -271,6 +255,19 @@ class Transformer(nn.Module):
     logits = jnp.dot(x.reshape(b * length, d).astype(dtype), w_DxV.astype(dtype),
                      preferred_element_type=jnp.float32).reshape(b, length, -1)
     return _constrain(logits, ("batch", "length", "vocab"))
+
+
+def init_params(model: Transformer, seed: int):
+  """Flax init on a placeholder row: boxed parameters (logical axis names).
+
+  Builds nothing concrete by itself: call it under ``jax.jit`` (parameters)
+  or ``jax.eval_shape`` (shapes only, for any mesh).
+  """
+  shape = (1, model.seq_len)
+  ids = jnp.zeros(shape, jnp.int32)
+  variables = model.init(jax.random.key(seed), ids, jnp.ones(shape, jnp.int32),
+                         ids, jnp.zeros(shape, bool))
+  return variables["params"]
 
 
 def build(config) -> Transformer:

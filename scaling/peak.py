@@ -135,13 +135,17 @@ def _machine_id() -> str:
 
 def measure_matmul_flops(devices: Sequence[Any], dtype: Any,
                          target_seconds: float = 0.2,
-                         repeats: int = 10) -> dict[str, Any]:
+                         repeats: int = 10, *, n: int | None = None,
+                         budget_seconds: float | None = None,
+                         call_seconds: float | None = None) -> dict[str, Any]:
   """Measures the matmul rate of ``devices`` running concurrently.
 
   Each device multiplies two [n, n] matrices of ``dtype`` (one jitted batched
   einsum sharded over the devices); n is a multiple of 128 chosen so one call
-  takes about ``target_seconds``; the best of ``repeats`` timed calls after a
-  warm-up counts. FLOPs per call = 2 n^3 per device.
+  takes about ``target_seconds`` (or given); the best of ``repeats`` timed
+  calls after a warm-up counts (with ``budget_seconds``, as many calls of
+  ``call_seconds`` each as fit in it with the warm-up, at least 2). FLOPs per
+  call = 2 n^3 per device.
 
   Returns:
     dict(flops_per_sec=float, n=int, seconds=float (best call),
@@ -171,52 +175,91 @@ def measure_matmul_flops(devices: Sequence[Any], dtype: Any,
       best = min(best, time.perf_counter() - start)
     return best
 
-  n = 256
-  seconds = best_time(n, 2)
-  for _ in range(5):  # grow n until one call takes about target_seconds
-    if seconds >= 0.7 * target_seconds or n >= 8192:
-      break
-    rate = 2.0 * n**3 / seconds
-    n = int(min(8192, max(n, (target_seconds * rate / 2.0) ** (1 / 3))))
-    n = max(128, n // 128 * 128)
-    seconds = best_time(n, 1)
+  if n is None:
+    n = 256
+    seconds = best_time(n, 2)
+    for _ in range(5):  # grow n until one call takes about target_seconds
+      if seconds >= 0.7 * target_seconds or n >= 8192:
+        break
+      rate = 2.0 * n**3 / seconds
+      n = int(min(8192, max(n, (target_seconds * rate / 2.0) ** (1 / 3))))
+      n = max(128, n // 128 * 128)
+      seconds = best_time(n, 1)
+  if budget_seconds is not None:
+    # One call at this n costs 2 n^3 / rate; a floor of 1 GFLOP/s per device
+    # bounds it, and the cached seconds (when given) say it exactly.
+    per_call = call_seconds or 2.0 * n**3 / 1e9
+    repeats = max(2, int(budget_seconds / max(per_call, 1e-6)) - 1)
   seconds = best_time(n, repeats)
   return dict(flops_per_sec=2.0 * n**3 * n_dev / seconds, n=n,
               seconds=seconds, n_devices=n_dev)
 
 
-def _cached_measurement(
-    devices: Sequence[Any], dtype: str, cache_dir: pathlib.Path, refresh: bool,
-    target_seconds: float) -> tuple[dict[str, Any], pathlib.Path]:
-  """Measured rate from the cache file, measuring and storing it if absent."""
-  kind = devices[0].device_kind
-  key = (f"{_machine_id()}|{devices[0].platform}:{kind}x{len(devices)}|"
-         f"{dtype}|jax={jax.__version__}|jaxlib={jaxlib.__version__}")
-  path = pathlib.Path(cache_dir) / "peak_flops.json"
+_MEASURED: dict[str, dict[str, Any]] = {}  # this process's measurements
+QUICK_SECONDS = 0.4  # timed calls of a re-measurement at the cached size
+
+
+def _age(seconds: float) -> str:
+  if seconds < 90:
+    return f"{seconds:.0f} s"
+  if seconds < 5400:
+    return f"{seconds / 60:.0f} min"
+  if seconds < 2 * 86400:
+    return f"{seconds / 3600:.1f} h"
+  return f"{seconds / 86400:.0f} days"
+
+
+def _read_table(path: pathlib.Path) -> dict:
   try:
     table = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(table, dict):
-      table = {}
   except (OSError, ValueError):
-    table = {}
-  old = table.get(key) if isinstance(table.get(key), dict) else None
-  if old is not None and not old.get("flops_per_sec", 0) > 0:
-    old = None
-  if old is not None and not refresh:
-    return old, path
-  entry = measure_matmul_flops(devices, dtype, target_seconds=target_seconds)
-  entry["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-  # Load from other processes only ever lowers a measurement, so a refresh
-  # keeps the higher of the old and new figures.
-  if old is not None and old["flops_per_sec"] >= entry["flops_per_sec"]:
-    entry = old
-  table[key] = entry
+    return {}
+  return table if isinstance(table, dict) else {}
+
+
+def _write_table(path: pathlib.Path, table: dict) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".peak_flops.")
   with os.fdopen(fd, "w", encoding="utf-8") as f:
     json.dump(table, f, indent=1, sort_keys=True)
   os.replace(tmp, path)  # atomic: concurrent runs never read half a file
-  return entry, path
+
+
+def _measured_peak(devices: Sequence[Any], dtype: str, cache_dir: pathlib.Path,
+                   refresh: bool, target_seconds: float
+                   ) -> tuple[dict[str, Any], dict[str, Any], pathlib.Path]:
+  """(best entry seen on this machine, this process's entry, cache path).
+
+  This process measures once (again with ``refresh``): at the cached
+  matrix size within :data:`QUICK_SECONDS` when the cache has a figure,
+  else a full measurement. The cache keeps the best figure seen: other load
+  only ever lowers a measurement, so the highest is the closest to the peak.
+  """
+  kind = devices[0].device_kind
+  key = (f"{_machine_id()}|{devices[0].platform}:{kind}x{len(devices)}|"
+         f"{dtype}|jax={jax.__version__}|jaxlib={jaxlib.__version__}")
+  path = pathlib.Path(cache_dir) / "peak_flops.json"
+  table = _read_table(path)
+  old = table.get(key) if isinstance(table.get(key), dict) else None
+  if old is not None and not (old.get("flops_per_sec", 0) > 0
+                              and isinstance(old.get("n"), int)):
+    old = None
+  now = _MEASURED.get(key)
+  if now is None or refresh:
+    if old is not None:
+      now = measure_matmul_flops(devices, dtype, n=old["n"],
+                                 budget_seconds=QUICK_SECONDS,
+                                 call_seconds=old.get("seconds"))
+    else:
+      now = measure_matmul_flops(devices, dtype, target_seconds=target_seconds)
+    now["measured_at"] = time.time()
+    _MEASURED[key] = now
+    if old is None or now["flops_per_sec"] > old["flops_per_sec"]:
+      table = _read_table(path)  # another process may have written meanwhile
+      table[key] = dict(now)
+      _write_table(path, table)
+  best = old if old is not None and old["flops_per_sec"] >= now["flops_per_sec"] else now
+  return best, now, path
 
 
 def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
@@ -225,23 +268,28 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
                target_seconds: float = 0.2) -> tuple[float, str]:
   """Peak FLOP/s of ``devices`` together, for matmuls in ``dtype``.
 
+  Call it outside any mesh context (``jax.set_mesh``): the measurement
+  builds its own mesh of this process's devices.
+
   Args:
     devices: the jax devices a run uses (None: ``jax.devices()``); all of one
       device_kind.
     dtype: compute dtype, "float32" or "bfloat16" (or the jnp dtype).
     cache_dir: where the measured-rate cache lives (default
       :func:`default_cache_dir`).
-    refresh: measure again even if a cached figure exists; the cache keeps
-      the higher of the two (other load only lowers a measurement).
-    target_seconds: duration of one timed matmul when measuring.
+    refresh: measure again even if this process measured already.
+    target_seconds: duration of one timed matmul of a first (uncached)
+      measurement.
 
   Returns:
     (flops_per_sec, source): the summed peak, and "datasheet <name> ..." or
-    "measured matmul ... (cached at <path>)".
+    "measured matmul ..." naming the figure's age, this process's own
+    measurement and the cache file.
 
   Raises:
     ValueError: for no devices, mixed device kinds, or a dtype other than
       float32/bfloat16.
+    RuntimeError: when called inside a mesh context.
   """
   devices = list(jax.devices() if devices is None else devices)
   if not devices:
@@ -257,20 +305,32 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
     return per_device * n_dev, (
         f"datasheet {sheet.name} {name} dense {per_device / 1e12:g} TFLOP/s "
         f"x {n_dev} device(s) ({sheet.source})")
+  if not jax.sharding.get_abstract_mesh().empty:
+    raise RuntimeError("measure the peak outside the run's mesh context "
+                       "(jax.set_mesh): the measurement has its own mesh")
   # Measure on the devices this process can drive; scale to all of them.
   local = [d for d in devices
            if d.process_index == jax.process_index()] or devices
-  entry, path = _cached_measurement(
+  best, now, path = _measured_peak(
       local, name, pathlib.Path(cache_dir or default_cache_dir()), refresh,
       target_seconds)
-  total = entry["flops_per_sec"] * n_dev / len(local)
+  scale = n_dev / len(local)
   notes = "" if devices[0].platform == "cpu" else (
       f", device kind {kinds[0]!r} not in the datasheet table")
   if len(local) != n_dev:
     notes += f", scaled by {n_dev}/{len(local)} devices"
-  return total, (
-      f"measured matmul {name} n={entry['n']} on {len(local)} "
-      f"{devices[0].platform} device(s){notes} (cached at {path})")
+  when = best.get("measured_at")
+  if isinstance(when, (int, float)):
+    age = (f"measured {_age(max(0.0, time.time() - when))} ago "
+           f"({time.strftime('%Y-%m-%d %H:%M', time.localtime(when))})")
+  else:
+    age = f"measured {when or 'at an unknown time'}"
+  return best["flops_per_sec"] * scale, (
+      f"measured matmul {name} n={best['n']} on {len(local)} "
+      f"{devices[0].platform} device(s){notes}: the best figure seen on this "
+      f"machine, {age}; this process measured "
+      f"{now['flops_per_sec'] * scale / 1e9:,.1f} GFLOP/s just now "
+      f"(cached at {path})")
 
 
 def mfu(model_flops_per_sec: float, peak_flops_per_sec: float) -> float:

@@ -33,7 +33,6 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from scaling.accounting import train_steps
 from scaling.config import ConfigError
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
@@ -116,23 +115,3 @@ def resolve_warmup(schedule_cfg: Any, total_steps: int) -> int:
         field, f"warmup of {warmup} steps is longer than training "
         f"({total_steps} steps); shorten the warmup or train longer")
   return warmup
-
-
-def schedule_args(config: Any) -> dict[str, Any]:
-  """Keyword arguments of :func:`learning_rate` for a run config.
-
-  ``schedule`` (static str) plus the numeric ``peak_lr``, ``warmup_steps``,
-  ``total_steps``, ``min_lr_ratio`` and ``decay_fraction``, which a train
-  step should pass as traced values.
-
-  Raises:
-    ConfigError: as :func:`resolve_warmup` and :func:`train_steps`.
-  """
-  total = train_steps(config)
-  sched = config.schedule
-  return dict(schedule=str(sched.name),
-              peak_lr=float(config.optimizer.peak_lr),
-              warmup_steps=resolve_warmup(sched, total),
-              total_steps=total,
-              min_lr_ratio=float(sched.min_lr_ratio),
-              decay_fraction=float(sched.decay_fraction))

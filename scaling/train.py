@@ -1,150 +1,74 @@
 """One training run: config → run directory (DESIGN.md §2 and §3).
 
-``train(config, workdir)`` validates the config, loads the corpus, builds the
-mesh and the sharded state (or resumes it from the newest checkpoint that
-restores), runs the jitted, donated train step with periodic eval and
-checkpoints, and writes ``config.json``, ``metrics.jsonl``, TensorBoard events
-and finally ``summary.json``.
+``train(config, workdir)`` checks everything first (config, run directory,
+``--init-from`` source; :mod:`scaling.validation`, :mod:`scaling.rundir`),
+claims the directory, builds the run's program once
+(:func:`scaling.program.build`), resumes from the newest checkpoint that
+restores, then runs the loop: the compiled, donated train step, periodic
+eval and checkpoints, ``metrics.jsonl`` and TensorBoard, and finally
+``summary.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-import signal
-import subprocess
 import time
+from typing import Any
 
 from etils import epath
 import jax
-import numpy as np
 from tqdm import tqdm
 
 from scaling import accounting
+from scaling import agree
 from scaling import checkpoint as ckpt_lib
-from scaling import config as config_lib
 from scaling import evaluation
+from scaling import identity as identity_lib
 from scaling import metrics as metrics_lib
-from scaling import model as model_lib
 from scaling import peak as peak_lib
-from scaling import schedules
-from scaling import sharding as sharding_lib
-from scaling import step as step_lib
+from scaling import program as program_lib
+from scaling import rundir
+from scaling import sharding
 from scaling import tokenizer as tok_lib
+from scaling import validation
+from scaling.config import ConfigError
 from scaling.data import pipeline, sources
 
 TERMINATED = "terminated"  # summary-less stop after SIGTERM (checkpoint saved)
+IdentityMismatch = rundir.IdentityMismatch
 
 
-class IdentityMismatch(config_lib.ConfigError):
-  """The run directory belongs to a run with another identity."""
+@dataclasses.dataclass
+class _Setup:
+  """What the loop needs, built and checked by :func:`_prepare`."""
+
+  config: Any
+  workdir: epath.Path
+  identity: str
+  corpus: Any
+  program: program_lib.Program
+  init_from: tuple[epath.Path, int] | None
+  peak: float
+  peak_source: str
+  t_start: float
 
 
-def provenance(corpus) -> dict:
-  """Git commit/dirty flag, library versions and the corpus hash."""
-  import flax
-  import jaxlib
-  here = epath.Path(__file__).parent
-
-  def git(*args):
-    try:
-      return subprocess.run(["git", *args], cwd=here, capture_output=True,
-                            text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-      return ""
-
-  return dict(git_commit=git("rev-parse", "HEAD") or None,
-              git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
-              jax=jax.__version__, jaxlib=jaxlib.__version__,
-              flax=flax.__version__, corpus=corpus.name,
-              corpus_hash=corpus.corpus_hash)
-
-
-def _check_identity(workdir: epath.Path, identity: str) -> None:
-  path = workdir / "config.json"
-  if not path.exists():
-    return
-  import json
-  previous = json.loads(path.read_text()).get("identity")
-  if previous != identity:
-    raise IdentityMismatch(
-        "--workdir", f"{workdir} holds run {previous}, but this config is run "
-        f"{identity}; use a new --workdir, or the original config to resume.")
-
-
-def _absolute(path) -> epath.Path:
-  """orbax wants absolute paths: a relative local path is taken from the cwd."""
-  text = os.fspath(path)
-  return epath.Path(text if "://" in text else os.path.abspath(text))
-
-
-def _check_workdir(workdir: str) -> epath.Path:
-  """Refuses an empty workdir, a file, or a sweep directory."""
-  if not os.fspath(workdir).strip():
-    raise config_lib.ConfigError("--workdir", "is empty; give the run directory, "
-                                 "e.g. --workdir runs/my_run.")
-  path = _absolute(workdir)
-  if path.exists() and not path.is_dir():
-    raise config_lib.ConfigError("--workdir", f"{path} is a file, not a run "
-                                 "directory; choose another --workdir.")
-  if (path / "results.csv").exists():
-    raise config_lib.ConfigError("--workdir", f"{path} is a sweep directory; "
-                                 "give a new run directory instead.")
-  return path
-
-
-def _parse_init_from(spec: str):
-  """``RUN_DIR@STEP`` → (absolute run dir, step), checked to exist.
-
-  Raises:
-    ConfigError: malformed spec, or no such checkpoint (lists the saved ones).
-  """
-  run_dir, _, step = spec.rpartition("@")
-  if not run_dir or not step.isdigit():
-    raise config_lib.ConfigError(
-        "--init-from", f"expected RUN_DIR@STEP, got '{spec}'.")
-  run_dir = _absolute(run_dir)
-  ckpts = run_dir / "checkpoints"
-  saved = sorted(int(p.name) for p in ckpts.iterdir()
-                 if p.name.isdigit()) if ckpts.exists() else []
-  if int(step) not in saved:
-    raise config_lib.ConfigError(
-        "--init-from", f"{run_dir} has no checkpoint at step {step}; saved "
-        f"steps: {saved or 'none'}.")
-  return run_dir, int(step)
-
-
-class _Preemption:
-  """Turns SIGTERM and Ctrl-C (SIGINT) into a flag checked between steps."""
-
-  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.requested = False
-    self._previous = {}
-
-  def __enter__(self):
-    try:
-      for sig in self._SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
-    except ValueError:  # not the main thread
-      self._previous = {}
-    return self
-
-  def _handle(self, *_):
-    self.requested = True
-
-  def __exit__(self, *_):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def agreed(self) -> bool:
-    """True when any process got SIGTERM (one collective decision)."""
-    if jax.process_count() == 1:
-      return self.requested
-    from jax.experimental import multihost_utils
-    flags = multihost_utils.process_allgather(np.int32(self.requested))
-    return bool(np.max(flags))
+def _prepare(config, workdir, init_from: str | None) -> _Setup:
+  """Every check that can fail before anything is compiled or written."""
+  t_start = time.time()
+  validation.validate(config, jax.device_count())
+  workdir = rundir.check_workdir(workdir)
+  source = rundir.parse_init_from(init_from) if init_from else None
+  corpus = sources.load_corpus(config.data)
+  identity = identity_lib.identity_hash(config, corpus.corpus_hash)
+  rundir.check_identity(workdir, identity)
+  program = program_lib.build(config, sharding.make_mesh(config))
+  # The MFU peak is measured outside the run's mesh context (its own mesh).
+  peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
+  return _Setup(config, workdir, identity, corpus, program, source, peak,
+                peak_source, t_start)
 
 
 def train(config, workdir, init_from: str | None = None) -> dict:
@@ -162,91 +86,112 @@ def train(config, workdir, init_from: str | None = None) -> dict:
     "failed" (and ``reason``), or "terminated" after SIGTERM (no summary file).
 
   Raises:
-    ConfigError: invalid config, or a workdir of another identity (before
-      anything is compiled).
+    ConfigError: invalid config, a workdir of another identity or held by a
+      live command, an ``--init-from`` checkpoint of another shape (all
+      before anything is compiled; nothing is written).
   """
-  t_start = time.time()
+  setup = _prepare(config, workdir, init_from)
+  created = not setup.workdir.exists()
+  claim = rundir.claim(setup.workdir)
+  try:
+    return _run(setup)
+  except ConfigError:
+    if created and jax.process_index() == 0:
+      _remove_if_only_claim(setup.workdir)
+    raise
+  finally:
+    if claim is not None:
+      claim.release()
+
+
+def _remove_if_only_claim(workdir: epath.Path) -> None:
+  """Leaves no directory behind for a run refused before it wrote anything."""
+  names = {p.name for p in workdir.iterdir()} if workdir.exists() else set()
+  if names <= {rundir.CLAIM_FILE}:
+    for name in names:
+      (workdir / name).unlink(missing_ok=True)
+    workdir.rmdir()
+
+
+def _restore(setup: _Setup, ckpt: ckpt_lib.Checkpointer):
+  """(start step, state, counters): resumed, initialised from, or fresh."""
+  program = setup.program
+  counters = dict(tokens=0, flops=0, loss_tokens=0)
+  restored = ckpt.restore_latest(program.abstract_state)
+  if restored is not None:
+    start, state, meta = restored
+    print(f"Resuming {setup.workdir} from step {start}.", flush=True)
+  elif setup.init_from is not None:
+    src_dir, start = setup.init_from
+    src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
+    try:
+      state, meta = src.restore(start, program.abstract_state)
+    finally:
+      src.close()
+    print(f"Initialised from {src_dir} step {start}.", flush=True)
+  else:
+    return 0, program.init_state(), counters
+  counters.update({k: int(meta[k]) for k in counters})
+  return start, state, counters
+
+
+def _check_init_from(setup: _Setup) -> None:
+  """The ``--init-from`` checkpoint's parameters fit this config's shapes."""
+  if setup.init_from is None:
+    return
+  src_dir, step = setup.init_from
+  src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
+  try:
+    src.check_shapes(step, setup.program.abstract_state, f"{src_dir}@{step}")
+  finally:
+    src.close()
+
+
+def _run(setup: _Setup) -> dict:
+  """Writes config.json, then the training loop; returns the summary."""
+  config, workdir, program = setup.config, setup.workdir, setup.program
+  is_main = jax.process_index() == 0
   # Seconds to sleep before each step, only for tests that kill a real run at
   # a chosen point; never set in normal use.
   step_sleep = float(os.environ.get("SCALING_TEST_STEP_SLEEP", "0") or 0)
-  config_lib.validate(config, jax.device_count())
-  workdir = _check_workdir(workdir)
-  if init_from:
-    _parse_init_from(init_from)  # fail before anything is compiled
-  corpus = sources.load_corpus(config.data)
-  identity = config_lib.identity_hash(config, corpus.corpus_hash)
-  _check_identity(workdir, identity)
-  is_main = jax.process_index() == 0
+  if not (workdir / "checkpoints").exists():
+    _check_init_from(setup)  # a resumed run ignores --init-from
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     metrics_lib.write_json_atomic(workdir / "config.json", dict(
-        identity=identity, config=config.to_dict(),
-        provenance=provenance(corpus), flops_formula=accounting.FLOPS_FORMULA))
+        identity=setup.identity, config=config.to_dict(),
+        provenance=rundir.provenance(setup.corpus),
+        flops_formula=accounting.FLOPS_FORMULA))
 
-  steps_total = config_lib.train_steps(config)
-  warmup = schedules.resolve_warmup(config.schedule, steps_total)
-  hp = step_lib.hyperparams(config, steps_total, warmup)
+  steps_total = accounting.train_steps(config)
   per_step = accounting.flops_per_step(config)
-  counts = accounting.param_counts(config.model, config_lib.vocab_size(config),
+  counts = accounting.param_counts(config.model, program.model.vocab_size,
                                    config.seq_len)
-
-  mesh = sharding_lib.make_mesh(config)
-  model = model_lib.build(config)
-  init_fn, abstract, shardings = step_lib.abstract_state(
-      model, mesh, config.train.seed)
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", config.checkpoint.keep,
                                config.checkpoint.async_save)
-  counters = dict(tokens=0, flops=0, loss_tokens=0)
-  with jax.set_mesh(mesh), sharding_lib.rules_context():
-    restored = ckpt.restore_latest(abstract)
-    if restored is not None:
-      start, state, meta = restored
-      counters.update({k: int(meta[k]) for k in counters})
-      print(f"Resuming {workdir} from step {start}.", flush=True)
-    elif init_from:
-      src_dir, src_step = _parse_init_from(init_from)
-      src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
-      state, meta = src.restore(src_step, abstract)
-      src.close()
-      start = src_step
-      counters.update({k: int(meta[k]) for k in counters})
-      print(f"Initialised from {src_dir} step {src_step}.", flush=True)
-    else:
-      start = 0
-      state = jax.jit(init_fn, out_shardings=shardings)()
-
-    process_index, process_count = pipeline.process_shard(
-        mesh, sharding_lib.BATCH_SPEC)
+  mesh = program.mesh
+  with program.context():
+    start, state, counters = _restore(setup, ckpt)
+    shard_index, shard_count = sharding.process_shard(mesh)
     data = pipeline.TrainStream(
-        corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
+        setup.corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
         config.seq_len, config.batch_size, config.data.seed,
         max_tokens=config.data.max_tokens, objective_cfg=config.objective,
-        process_index=process_index, process_count=process_count)
-    rows = config.batch_size // process_count
+        process_index=shard_index, process_count=shard_count)
+    rows = config.batch_size // shard_count
     print(f"data: process {jax.process_index()} loads rows "
-          f"[{process_index * rows}, {(process_index + 1) * rows}) of each "
+          f"[{shard_index * rows}, {(shard_index + 1) * rows}) of each "
           f"global batch of {config.batch_size}", flush=True)
-    evaluator = evaluation.Evaluator(config, corpus, model, mesh)
-    batch_shardings = {k: sharding_lib.batch_sharding(mesh)
-                       for k in step_lib.BATCH_KEYS}
-    hp_sharding = {k: sharding_lib.replicated(mesh) for k in hp}
-    train_step = jax.jit(
-        step_lib.make_train_step(model, config.schedule.name,
-                                 config.train.microbatches,
-                                 config.optimizer.decay_embeddings),
-        in_shardings=(shardings, batch_shardings, hp_sharding),
-        out_shardings=(shardings, None), donate_argnums=(0,))
+    evaluator = evaluation.Evaluator(config, setup.corpus, program)
     t_compile = time.time()
-    batch = pipeline.to_global(data.local_batch(start), mesh,
-                               sharding_lib.BATCH_SPEC)
-    compiled = train_step.lower(state, batch, hp).compile()
+    lowered = program.lower()
+    compiled = lowered.compile()
     compile_seconds = time.time() - t_compile
 
     log = metrics_lib.MetricsLog(workdir, start)
-    peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
     if is_main:
-      print(f"mfu is measured against {peak / 1e9:,.1f} GFLOP/s: {peak_source}",
-            flush=True)
+      print(f"mfu is measured against {setup.peak / 1e9:,.1f} GFLOP/s: "
+            f"{setup.peak_source}", flush=True)
     summary = dict(status="finished", reason="")
     last_eval = {}
     if start == steps_total:  # resumed a run whose last step was saved
@@ -256,14 +201,12 @@ def train(config, workdir, init_from: str | None = None) -> dict:
     t_last, steps_since = time.time(), 0
     step, m = start, None
     try:
-      with _Preemption() as preempt:
+      with agree.StopSignal() as stop:
         while step < steps_total:
-          if step > start:
-            batch = pipeline.to_global(data.local_batch(step), mesh,
-                                       sharding_lib.BATCH_SPEC)
+          batch = sharding.to_global(data.local_batch(step), mesh)
           if step_sleep:  # tests only: widen the window for a real kill
             time.sleep(step_sleep)
-          new_state, m = compiled(state, batch, hp)
+          new_state, m = compiled(state, batch, program.hp)
           m = jax.device_get(m)
           if not math.isfinite(float(m["train_loss"])):
             last = max(ckpt.steps(), default=None)
@@ -271,7 +214,7 @@ def train(config, workdir, init_from: str | None = None) -> dict:
             summary = dict(status="failed", reason=(
                 f"train_loss became {float(m['train_loss'])} at step "
                 f"{step + 1}; last good checkpoint: {kept}"))
-            print(f"ERROR: {summary['reason']}", flush=True)
+            tqdm.write(f"ERROR: {summary['reason']}")
             break
           state, step = new_state, step + 1
           counters["tokens"] += int(m["real_tokens"])
@@ -284,13 +227,13 @@ def train(config, workdir, init_from: str | None = None) -> dict:
           if step % config.train.log_every == 0 or is_last:
             dt = time.time() - t_last
             tps = steps_since * config.batch_size * config.seq_len / dt
-            flops_per_sec = steps_since * per_step["flops"] / dt
             record = dict(
                 step=step, tokens=counters["tokens"], flops=counters["flops"],
                 loss_tokens=counters["loss_tokens"],
                 train_loss=float(m["train_loss"]), lr=float(m["lr"]),
                 grad_norm=float(m["grad_norm"]), tokens_per_sec=tps,
-                mfu=flops_per_sec / peak, epoch=data.epochs_at(step))
+                mfu=steps_since * per_step["flops"] / dt / setup.peak,
+                epoch=data.epochs_at(step))
             t_last, steps_since = time.time(), 0
             pbar.set_postfix(loss=f"{record['train_loss']:.3f}",
                              tok_s=f"{tps:,.0f}")
@@ -304,13 +247,16 @@ def train(config, workdir, init_from: str | None = None) -> dict:
             log.write(record)
           if step % config.checkpoint.every == 0 or is_last:
             ckpt.save(step, state, counters, force=True)
-          if not is_last and preempt.agreed():
+          if not is_last and stop.agreed():
             ckpt.save(step, state, counters, force=True)
             ckpt.wait()
             summary = dict(status=TERMINATED, reason=(
                 f"stopped by a signal: saved step {step}; run the same "
                 "command to resume"))
-            print(summary["reason"], flush=True)
+            tqdm.write(summary["reason"])
+            # No process exits before every one has saved and said so (a
+            # launcher stops the others when the first one exits).
+            agree.barrier(f"stopped_at_{step}")
             break
     finally:
       pbar.close()
@@ -326,10 +272,12 @@ def train(config, workdir, init_from: str | None = None) -> dict:
       train_loss=float(m["train_loss"]) if m is not None else _last_logged(
           workdir, "train_loss"),
       epochs=data.epochs_at(step), unique_tokens=data.unique_tokens,
-      identity=identity, corpus_hash=corpus.corpus_hash,
-      unigram_bpb=pipeline.unigram_entropy_bits_per_byte(corpus.val),
-      wall_seconds=time.time() - t_start, compile_seconds=compile_seconds,
-      peak_flops_per_sec=peak, peak_source=peak_source)
+      identity=setup.identity, corpus_hash=setup.corpus.corpus_hash,
+      unigram_bpb=pipeline.unigram_entropy_bits_per_byte(setup.corpus.val),
+      wall_seconds=time.time() - setup.t_start,
+      compile_seconds=compile_seconds,
+      program_fingerprint=program_lib.fingerprint(lowered),
+      peak_flops_per_sec=setup.peak, peak_source=setup.peak_source)
   summary.update(last_eval)
   if is_main and summary["status"] != TERMINATED:
     metrics_lib.write_json_atomic(workdir / "summary.json", summary)

@@ -1,12 +1,28 @@
-"""Shared fixtures: tiny configs that train in seconds on a 2-core CPU."""
+"""Shared fixtures: tiny configs that train in seconds on a 2-core CPU.
+
+Every cache a test could read from the machine (the MFU peak figures under
+``XDG_CACHE_HOME``, matplotlib's, JAX's persistent compilation cache) points
+at a fresh temporary directory for the whole session, set before anything
+is imported, so no test depends on or writes to the real home directory and
+a machine's state cannot hide a failure. Subprocesses inherit it.
+"""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
+_CACHES = tempfile.mkdtemp(prefix="scaling-test-caches-")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHES, "xdg")
+os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+import numpy as np
 import pytest
 
 from scaling import config as config_lib
+from scaling.data import BATCH_DTYPES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,12 +46,15 @@ def tiny_config(**overrides):
   c.checkpoint.async_save = False
   c.schedule.warmup_steps = 2
   for key, value in overrides.items():
-    node = c
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
+    config_lib.set_dotted(c, key, value)
   return c
+
+
+def dummy_batch(batch_size: int, seq_len: int) -> dict:
+  """A batch of zeros in one segment ([B, L] arrays of the batch contract)."""
+  batch = {k: np.zeros((batch_size, seq_len), d) for k, d in BATCH_DTYPES.items()}
+  batch["segment_ids"][:] = 1
+  return batch
 
 
 def run_subprocess(code: str, devices: int = 8, timeout: int = 600, env=None):
@@ -55,3 +74,8 @@ def run_subprocess(code: str, devices: int = 8, timeout: int = 600, env=None):
 @pytest.fixture
 def tiny():
   return tiny_config
+
+
+def pytest_unconfigure(config):
+  del config
+  shutil.rmtree(_CACHES, ignore_errors=True)

@@ -233,30 +233,43 @@ def test_peak_rejects_unknown_dtype_and_mixed_kinds():
   assert peak.mfu(2e12, 4e12) == 0.5
 
 
-def test_measured_cpu_peak_is_cached(tmp_path, monkeypatch):
+def test_measured_cpu_peak_is_cached_and_remeasured_once_per_process(
+    tmp_path, monkeypatch):
+  monkeypatch.setattr(peak, "_MEASURED", {})
   rate, source = peak.peak_flops(jax.local_devices(backend="cpu"), "float32",
                                  cache_dir=tmp_path, target_seconds=0.01)
   assert 1e8 < rate < 1e14  # a plausible CPU, FLOP/s
   assert source.startswith("measured matmul float32")
   assert str(tmp_path / "peak_flops.json") in source
+  assert " ago (" in source and "this process measured" in source
   (entry,) = json.loads((tmp_path / "peak_flops.json").read_text()).values()
   assert entry["flops_per_sec"] == rate
   assert entry["n"] % 128 == 0
 
   def no_measuring(*args, **kwargs):
-    raise AssertionError("measured again despite the cache")
+    raise AssertionError("measured twice in one process")
 
   monkeypatch.setattr(peak, "measure_matmul_flops", no_measuring)
   assert peak.peak_flops(None, "float32", cache_dir=tmp_path)[0] == rate
-  # A refresh keeps the higher figure: load only ever lowers a measurement.
+  # A new process measures once, at the cached size; the cache keeps the
+  # higher figure: load only ever lowers a measurement.
   for new, kept in ((5.0, rate), (1e15, 1e15)):
+    monkeypatch.setattr(peak, "_MEASURED", {})
     monkeypatch.setattr(peak, "measure_matmul_flops",
                         lambda *a, new=new, **k: dict(
-                            flops_per_sec=new, n=128, seconds=1.0,
+                            flops_per_sec=new, n=k["n"], seconds=1.0,
                             n_devices=1))
-    assert peak.peak_flops(None, "float32", cache_dir=tmp_path,
-                           refresh=True)[0] == kept
     assert peak.peak_flops(None, "float32", cache_dir=tmp_path)[0] == kept
+    (entry,) = json.loads((tmp_path / "peak_flops.json").read_text()).values()
+    assert entry["flops_per_sec"] == kept
+
+
+def test_peak_is_never_measured_inside_a_mesh_context(tmp_path, monkeypatch):
+  monkeypatch.setattr(peak, "_MEASURED", {})
+  mesh = jax.make_mesh((1,), ("data",))
+  with jax.set_mesh(mesh):
+    with pytest.raises(RuntimeError, match="outside the run's mesh"):
+      peak.peak_flops(None, "float32", cache_dir=tmp_path)
 
 
 def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path):

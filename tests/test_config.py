@@ -1,4 +1,5 @@
-"""Validation: each inconsistency names the field and the fix, exit status 2."""
+"""Config, validation and identity: each inconsistency names the field and
+the fix and exits 2 before anything is written; identities stay stable."""
 
 import subprocess
 import sys
@@ -7,12 +8,14 @@ import pytest
 
 from scaling import cli
 from scaling import config as config_lib
+from scaling import identity
+from scaling import validation
 from tests.conftest import tiny_config
 
 
 def _error(config, n_devices=8):
   with pytest.raises(config_lib.ConfigError) as info:
-    config_lib.validate(config, n_devices)
+    validation.validate(config, n_devices)
   return info.value
 
 
@@ -94,20 +97,60 @@ def test_identity_ignores_mesh_and_cadence_but_not_model():
   a = tiny_config()
   b = tiny_config(**{"mesh.data": 2, "checkpoint.every": 7, "eval.every": 3,
                      "train.log_every": 5, "train.microbatches": 2})
-  assert config_lib.identity_hash(a, "h") == config_lib.identity_hash(b, "h")
-  assert config_lib.identity_hash(a, "h") != config_lib.identity_hash(a, "g")
+  assert identity.identity_hash(a, "h") == identity.identity_hash(b, "h")
+  assert identity.identity_hash(a, "h") != identity.identity_hash(a, "g")
   c = tiny_config(**{"model.d_ff": 128})
-  assert config_lib.identity_hash(a, "h") != config_lib.identity_hash(c, "h")
+  assert identity.identity_hash(a, "h") != identity.identity_hash(c, "h")
 
 
-def test_cli_exits_2_naming_the_field(tmp_path):
+def test_identities_recorded_before_the_growth_rule_are_unchanged():
+  # The first schema's hash (every field of the identity sections), as
+  # recorded in run directories before fields at their introduced value
+  # were left out: the same config must keep this exact identity.
+  assert identity.identity_hash(config_lib.default_config(), "h") == "5cc172af528d"
+  assert identity.identity_hash(tiny_config(), "h") == "cab8599809a9"
+
+
+def test_a_new_field_at_its_introduced_value_renames_no_run(monkeypatch):
+  base = tiny_config()
+  before = identity.identity_hash(base, "h")
+  grown = tiny_config()
+  with grown.model.unlocked():
+    grown.model.new_knob = "off"
+  with pytest.raises(identity.UnregisteredField, match="model.new_knob"):
+    identity.identity_hash(grown, "h")  # a field must be registered
+  monkeypatch.setitem(identity.INTRODUCED, "model.new_knob", "off")
+  assert identity.identity_hash(grown, "h") == before
+  grown.model.new_knob = "on"
+  assert identity.identity_hash(grown, "h") != before
+
+
+def test_every_identity_field_of_the_schema_is_registered():
+  schema = config_lib.default_config()
+  for section, v1 in identity.V1_FIELDS.items():
+    for key in schema[section]:
+      assert key in v1 or f"{section}.{key}" in identity.INTRODUCED, (
+          f"{section}.{key}: add it to scaling.identity.INTRODUCED")
+  for dotted in identity.INTRODUCED:
+    assert config_lib.get_dotted(schema, dotted) is not None
+
+
+@pytest.mark.parametrize("flag, field", [
+    ("--config.model.n_heads=5", "config.model.n_heads"),
+    ("--config.eval.batches=0", "config.eval.batches"),
+    ("--config.data.max_tokens=0", "config.data.max_tokens"),
+    ("--config.data.seed=-1", "config.data.seed"),
+    ("--config.mesh.data=3", "config.mesh"),
+])
+def test_cli_exits_2_naming_the_field_and_writes_nothing(tmp_path, flag, field):
   proc = subprocess.run(
       [sys.executable, "-m", "scaling.cli", "train", "--workdir",
-       str(tmp_path / "run"), "--config.model.n_heads=5"],
-      capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 2
-  assert "config.model.n_heads" in proc.stderr
-  assert not (tmp_path / "run" / "checkpoints").exists()
+       str(tmp_path / "run"), flag], capture_output=True, text=True,
+      timeout=120)
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.startswith("error: ") and field in proc.stderr
+  assert "compiling" not in proc.stdout + proc.stderr
+  assert not (tmp_path / "run").exists()
 
 
 def test_cli_unknown_key_exits_2():

@@ -14,6 +14,7 @@ from experiments import registry
 from experiments import runner
 from scaling import accounting
 from scaling import config as config_lib
+from scaling import identity
 
 
 def _isoflop_experiments():
@@ -130,16 +131,16 @@ def test_isoflop_drops_short_runs_with_a_note_and_spans_the_optimum():
   assert len(kept) == 2
   # the two closest to N_opt in log N
   logs = sorted(abs(math.log(generators.effective_params(
-      generators.apply_overrides(base, s.overrides())) / n_opt)) for s in shapes)
+      config_lib.with_overrides(base, s.overrides())) / n_opt)) for s in shapes)
   got = sorted(abs(math.log(r.tags["n_eff"] / n_opt)) for r in kept)
   assert got == pytest.approx(logs[:2])
 
 
 def test_hparam_rule_lr_falls_with_size_and_b2_rises_at_small_batch():
   rule = generators.HParamRule(lr_coef=2.0, lr_exponent=0.5, lr_max=1.0)
-  small = generators.apply_overrides(config_lib.default_config(),
+  small = config_lib.with_overrides(config_lib.default_config(),
                                      generators.Shape(64, 2, 4, 256).overrides())
-  big = generators.apply_overrides(config_lib.default_config(),
+  big = config_lib.with_overrides(config_lib.default_config(),
                                    generators.Shape(256, 4, 8, 1024).overrides())
   n = rule.n_params(small)
   counts = accounting.param_counts(small.model, config_lib.vocab_size(small),
@@ -184,11 +185,11 @@ def test_run_name_is_short_name_and_the_trainers_identity_hash():
   run = registry.lookup("tiny").runs[0]
   name = run.name()
   assert re.fullmatch(r"peak_lr0\.001-[0-9a-f]{12}", name)
-  assert name.endswith(config_lib.identity_hash(
+  assert name.endswith(identity.identity_hash(
       run.config, registry.corpus_hash(run.config.data)))
-  other = generators.apply_overrides(run.config, {"optimizer.peak_lr": 2e-3})
+  other = config_lib.with_overrides(run.config, {"optimizer.peak_lr": 2e-3})
   assert registry.identity(other) != name.rsplit("-", 1)[1]
-  moved = generators.apply_overrides(run.config, {"mesh.data": 2,
+  moved = config_lib.with_overrides(run.config, {"mesh.data": 2,
                                                   "checkpoint.every": 7})
   assert registry.identity(moved) == name.rsplit("-", 1)[1]
 

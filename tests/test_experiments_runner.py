@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 
 from experiments import generators
-from experiments import locks
 from experiments import registry
 from experiments import runner
 from experiments import tables
-from experiments import tiny
+from experiments.families import tiny
+from scaling import claims
+from scaling import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,9 +135,9 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
   base = tiny.base_config()
   base.train.steps = 4
   good = registry.Run("good", base)
-  nan = registry.Run("nan_lr", generators.apply_overrides(
+  nan = registry.Run("nan_lr", config_lib.with_overrides(
       base, {"optimizer.peak_lr": 1e30, "optimizer.grad_clip": 0.0}))
-  broken = registry.Run("taken_dir", generators.apply_overrides(
+  broken = registry.Run("taken_dir", config_lib.with_overrides(
       base, {"train.seed": 7}))
   run_dir = tmp_path / "failing" / broken.name()
   run_dir.mkdir(parents=True)  # a directory of another run: train() raises
@@ -214,7 +215,7 @@ def test_two_workers_run_each_run_once(tmp_path, reference, cache_dir):
 
 def test_lock_is_exclusive_and_released(tmp_path):
   path = str(tmp_path / "locks" / "run.lock")
-  a, b = locks.RunLock(path), locks.RunLock(path)
+  a, b = claims.Claim(path), claims.Claim(path)
   assert a.acquire()
   assert not b.acquire()
   assert b.owner()["pid"] == os.getpid()
@@ -228,7 +229,7 @@ def test_dead_owner_and_silent_owner_do_not_hold_forever(tmp_path):
   path = str(tmp_path / "run.lock")
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  holder = locks.RunLock(path)
+  holder = claims.Claim(path)
   with open(path, "w", encoding="utf-8") as f:
     json.dump(dict(token="old", pid=dead.pid, host=holder.host, since=0), f)
   assert holder.acquire()  # same host, pid gone: stale at once
@@ -237,7 +238,7 @@ def test_dead_owner_and_silent_owner_do_not_hold_forever(tmp_path):
   # A live owner elsewhere that stopped beating: stale after stale_seconds.
   with open(path, "w", encoding="utf-8") as f:
     json.dump(dict(token="far", pid=1, host="another-host", since=0), f)
-  fresh = locks.RunLock(path, stale_seconds=60, heartbeat_seconds=1)
+  fresh = claims.Claim(path, stale_seconds=60, heartbeat_seconds=1)
   assert not fresh.acquire()
   os.utime(path, (time.time() - 61, time.time() - 61))
   assert fresh.acquire() and fresh.broke["token"] == "far"
@@ -246,12 +247,12 @@ def test_dead_owner_and_silent_owner_do_not_hold_forever(tmp_path):
 
 def test_heartbeat_keeps_the_lock_fresh(tmp_path):
   path = str(tmp_path / "run.lock")
-  lock = locks.RunLock(path, stale_seconds=1.0, heartbeat_seconds=0.05)
+  lock = claims.Claim(path, stale_seconds=1.0, heartbeat_seconds=0.05)
   assert lock.acquire()
   os.utime(path, (time.time() - 100, time.time() - 100))
   time.sleep(0.3)
   assert time.time() - os.stat(path).st_mtime < 1.0
-  other = locks.RunLock(path, stale_seconds=1.0, heartbeat_seconds=0.05)
+  other = claims.Claim(path, stale_seconds=1.0, heartbeat_seconds=0.05)
   assert not other.acquire()
   lock.release()
   assert os.listdir(tmp_path) == []

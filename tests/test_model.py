@@ -11,16 +11,12 @@ import pytest
 from scaling import accounting
 from scaling import config as config_lib
 from scaling import model as model_lib
-from scaling import step as step_lib
-from tests.conftest import tiny_config
+from tests.conftest import dummy_batch, tiny_config
 
 
 def _init(config):
   model = model_lib.build(config)
-  b = step_lib.dummy_batch(1, config.seq_len)
-  params = jax.jit(lambda: nn.unbox(model.init(
-      jax.random.key(0), b["inputs"], b["segment_ids"], b["positions"],
-      b["prefix_mask"]))["params"])()
+  params = jax.jit(lambda: nn.unbox(model_lib.init_params(model, 0)))()
   return model, params
 
 
@@ -104,7 +100,7 @@ def test_forward_flops_agree_with_xla_cost_analysis():
                      "seq_len": 128, "model.n_layers": 2})
   model, params = _init(c)
   B = 4
-  b = step_lib.dummy_batch(B, c.seq_len)
+  b = dummy_batch(B, c.seq_len)
   fwd = jax.jit(lambda p: model.apply({"params": p}, b["inputs"], b["segment_ids"],
                                        b["positions"], b["prefix_mask"]))
   cost = fwd.lower(params).compile().cost_analysis()

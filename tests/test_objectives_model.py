@@ -25,14 +25,14 @@ import pytest
 from scaling import evaluation
 from scaling import model as model_lib
 from scaling import objectives as obj
+from scaling import program as program_lib
 from scaling import sharding as sharding_lib
-from scaling import step as step_lib
 from scaling import tokenizer as tok
 from scaling.config import default_config
-from scaling.data import packing, pipeline
+from scaling.data import BATCH_KEYS, packing, pipeline
 from scaling.data.sources import Corpus
 from scaling.objectives import views
-from tests.conftest import tiny_config
+from tests.conftest import dummy_batch, tiny_config
 
 TOKENIZER = tok.ByteTokenizer()
 SEQ_LEN = 64
@@ -64,10 +64,7 @@ def _stream(name, corpus=None, **kw):
 def _model_and_params():
   c = tiny_config(seq_len=SEQ_LEN)
   model = model_lib.build(c)
-  b = step_lib.dummy_batch(1, SEQ_LEN)
-  params = jax.jit(lambda: nn.unbox(model.init(
-      jax.random.key(0), b["inputs"], b["segment_ids"], b["positions"],
-      b["prefix_mask"]))["params"])()
+  params = jax.jit(lambda: nn.unbox(model_lib.init_params(model, 0)))()
   return c, model, params
 
 
@@ -219,8 +216,8 @@ def test_same_seed_and_step_same_batch_after_resume_and_process_split(name):
   for s in reversed(steps):
     again = resumed.local_batch(s)
     joined = {key: np.concatenate([h.local_batch(s)[key] for h in halves])
-              for key in pipeline.BATCH_KEYS}
-    for key in pipeline.BATCH_KEYS:
+              for key in BATCH_KEYS}
+    for key in BATCH_KEYS:
       np.testing.assert_array_equal(again[key], expected[s][key], err_msg=key)
       np.testing.assert_array_equal(joined[key], expected[s][key], err_msg=key)
   assert walked.epochs_at(max(steps)) > 1.0
@@ -276,9 +273,9 @@ def test_continuation_bpb_equals_a_direct_per_window_computation(name):
   c.objective.name = name
   c.eval.batches, c.eval.batch_size = 2, 4
   corpus = _corpus(n_docs=40, lo=100, hi=300)
-  mesh = sharding_lib.make_mesh(c)
-  with sharding_lib.rules_context():
-    out = evaluation.Evaluator(c, corpus, model, mesh)(params)
+  program = program_lib.build(c, sharding_lib.make_mesh(c))
+  with program.context():
+    out = evaluation.Evaluator(c, corpus, program)(params)
   window = views.continuation_window(SEQ_LEN)
   assert window == 60
   windows = evaluation.continuation_windows(corpus.val, TOKENIZER, window, 8)
@@ -299,9 +296,9 @@ def test_masked_lm_views_are_not_applicable_and_continuation_can_be_off():
   c, model, params = _model_and_params()
   c = ml_collections.ConfigDict(c.to_dict())
   c.objective.name = "masked_lm"
-  mesh = sharding_lib.make_mesh(c)
-  with sharding_lib.rules_context():
-    out = evaluation.Evaluator(c, _corpus(), model, mesh)(params)
+  program = program_lib.build(c, sharding_lib.make_mesh(c))
+  with program.context():
+    out = evaluation.Evaluator(c, _corpus(), program)(params)
   for key in ("eval_loss", "eval_bpb", "eval_bpb_se", "eval_continuation_bpb",
               "eval_continuation_bpb_se"):
     assert out[key] is None, key
@@ -309,9 +306,9 @@ def test_masked_lm_views_are_not_applicable_and_continuation_can_be_off():
   assert out["eval_continuation_bpb_na"].startswith("not applicable")
   c.objective.name = "prefix_lm"
   c.eval.continuation = False
-  ev = evaluation.Evaluator(c, _corpus(), model, mesh)
+  ev = evaluation.Evaluator(c, _corpus(), program)
   assert ev.continuation == []
-  with sharding_lib.rules_context():
+  with program.context():
     out = ev(params)
   assert out["eval_continuation_bpb"] is None
   assert "eval.continuation" in out["eval_continuation_bpb_na"]

@@ -127,6 +127,7 @@ def test_broken_checkpoint_is_moved_aside(tmp_path, reference, damage):
   proc = _run(tmp_path)
   assert f"checkpoint step {latest} failed to restore" in proc.stdout
   assert "Resuming" in proc.stdout
+  assert "Traceback" not in proc.stderr and "Event loop" not in proc.stderr
   aside = list((tmp_path / "corrupt_checkpoints").iterdir())
   assert len(aside) == 1 and aside[0].name.startswith(f"{latest}-")
   assert _committed(tmp_path, 12)  # later saves were written

@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from scaling import program
 from scaling import schedules
+from scaling import sharding
 from scaling.config import ConfigError, default_config
 
 PEAK, W, T, MIN_RATIO, DECAY_FRACTION = 1e-3, 10, 110, 0.1, 0.2
@@ -125,9 +127,12 @@ def test_resolve_warmup():
     schedules.resolve_warmup(sched, 600)
 
 
-def test_schedule_args_of_default_config():
+def test_the_programs_hyperparameters_of_default_config():
   config = default_config()
   config.train.steps, config.optimizer.peak_lr = 600, 3e-3
-  args = schedules.schedule_args(config)
-  assert args == dict(schedule="cosine", peak_lr=3e-3, warmup_steps=30,
-                      total_steps=600, min_lr_ratio=0.1, decay_fraction=0.2)
+  hp = program.build(config, sharding.make_mesh(config)).hp
+  assert {k: float(v) for k, v in hp.items() if k in (
+      "peak_lr", "warmup_steps", "total_steps", "min_lr_ratio",
+      "decay_fraction")} == dict(peak_lr=pytest.approx(3e-3), warmup_steps=30,
+                                 total_steps=600, min_lr_ratio=pytest.approx(0.1),
+                                 decay_fraction=pytest.approx(0.2))

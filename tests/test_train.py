@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
+from scaling import aot
 from scaling import config as config_lib
-from scaling import model as model_lib
-from scaling import sharding as sharding_lib
-from scaling import step as step_lib
+from scaling import program as program_lib
+from scaling import sharding
 from scaling import tokenizer as tok_lib
 from scaling import train as train_lib
 from scaling.data import pipeline, sources
@@ -17,28 +17,27 @@ from tests.conftest import tiny_config
 
 
 def test_four_microbatches_give_the_same_update_as_one_batch():
-  c = tiny_config(**{"batch_size": 16})
-  mesh = sharding_lib.make_mesh(c)
-  model = model_lib.build(c)
-  init_fn, _, shardings = step_lib.abstract_state(model, mesh, 0)
-  corpus = sources.load_corpus(c.data)
-  data = pipeline.TrainStream(corpus, tok_lib.ByteTokenizer(), c.seq_len,
-                              c.batch_size, 0)
-  batch = {k: jax.numpy.asarray(v) for k, v in data.local_batch(0).items()}
-  # Make loss-token counts differ between rows so a per-microbatch mean
-  # (instead of a global token-weighted mean) would give another update.
-  batch["loss_mask"] = batch["loss_mask"].at[:5, 10:].set(0.0)
-  hp = step_lib.hyperparams(c, 8, 0)
+  corpus = sources.load_corpus(tiny_config().data)
   out = {}
-  with jax.set_mesh(mesh), sharding_lib.rules_context():
-    init = jax.device_get(jax.jit(init_fn, out_shardings=shardings)())
-    for micro in (1, 4):
-      fn = jax.jit(step_lib.make_train_step(model, "constant", micro, False))
-      state, m = fn(jax.device_put(init, shardings), batch, hp)
-      update = jax.tree.map(np.subtract, jax.device_get(state["params"]),
-                            init["params"])
-      out[micro] = (np.concatenate([u.ravel() for u in jax.tree.leaves(update)]),
-                    jax.device_get(m))
+  for micro in (1, 4):
+    c = tiny_config(**{"batch_size": 16, "train.microbatches": micro,
+                       "schedule.name": "constant"})
+    mesh = sharding.make_mesh(c)
+    program = program_lib.build(c, mesh)
+    data = pipeline.TrainStream(corpus, tok_lib.ByteTokenizer(), c.seq_len,
+                                c.batch_size, 0)
+    batch = data.local_batch(0)
+    # Make loss-token counts differ between rows so a per-microbatch mean
+    # (instead of a global token-weighted mean) would give another update.
+    batch["loss_mask"][:5, 10:] = 0.0
+    init = program.init_state()
+    before = jax.device_get(init["params"])
+    with program.context():
+      state, m = program.train_step(init, sharding.to_global(batch, mesh),
+                                    program.hp)
+    update = jax.tree.map(np.subtract, jax.device_get(state["params"]), before)
+    out[micro] = (np.concatenate([u.ravel() for u in jax.tree.leaves(update)]),
+                  jax.device_get(m))
   assert abs(out[4][1]["train_loss"] / out[1][1]["train_loss"] - 1) <= 1e-6
   assert abs(out[4][1]["grad_norm"] / out[1][1]["grad_norm"] - 1) <= 1e-5
   # The AdamW update of all parameters, relative difference in norm.
@@ -114,3 +113,15 @@ def test_bad_workdir_and_init_from_are_refused_before_training(
     train_lib.train(tiny_config(), workdir, init_from=init_from)
   assert info.value.field == field
   assert not (tmp_path / "run").exists()
+
+
+def test_check_compiles_the_program_that_trains(tmp_path):
+  c = tiny_config(**{"train.steps": 2, "model.mlp": "swiglu",
+                     "optimizer.decay_embeddings": True, "train.microbatches": 2})
+  report = aot.check(c)
+  summary = train_lib.train(c, tmp_path / "run")
+  assert report["program_fingerprint"] == summary["program_fingerprint"]
+  # A different program is told apart (negative control).
+  other = aot.check(tiny_config(**{"train.steps": 2, "model.mlp": "swiglu",
+                                   "train.microbatches": 2}))
+  assert other["program_fingerprint"] != report["program_fingerprint"]

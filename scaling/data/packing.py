@@ -36,6 +36,13 @@ _SUBSET_STREAM = 1  # SeedSequence tags: the max_tokens subset vs epoch orders
 _EPOCH_STREAM = 0
 _EPOCHS_CACHED = 4  # epoch orders kept (a row spans at most a few epochs)
 
+# The batch-dict contract: every row (and batch) holds these fields, [L]
+# (and [B, L]) arrays of these dtypes; the train and eval steps take them.
+BATCH_DTYPES = dict(inputs=np.int32, targets=np.int32, loss_mask=np.float32,
+                    segment_ids=np.int32, positions=np.int32,
+                    prefix_mask=np.bool_)
+BATCH_KEYS = tuple(BATCH_DTYPES)
+
 
 def segment_row(tokens: np.ndarray, doc: np.ndarray) -> dict[str, np.ndarray]:
   """Turns one packed row into the batch-dict fields.

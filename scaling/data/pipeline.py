@@ -1,10 +1,11 @@
-"""Training and evaluation batches (grain), and their global device arrays.
+"""Training and evaluation batches (grain) as host arrays.
 
 The batch at step ``k`` holds global rows ``[k B, (k+1) B)`` of the packed row
 source (B = global ``batch_size``), so it is a pure function of ``(data seed,
 k)``: resuming, or changing the number of processes, sees the same data. Each
-process builds only its own contiguous block of rows and the global array is
-assembled with ``jax.make_array_from_process_local_data`` (DESIGN.md §2.3).
+process builds only its own contiguous block of rows (its block comes from
+``scaling.sharding.process_shard``; ``scaling.sharding.to_global`` assembles
+the global array, DESIGN.md §2.3).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import math
 from typing import Protocol
 
 import grain
-import jax
 import numpy as np
 
-from scaling.config import ConfigError
+from scaling import objectives
+from scaling.data.packing import BATCH_KEYS
 from scaling.data.packing import CausalRows
 from scaling.data.packing import cap_documents
 from scaling.data.packing import pack_sequential
@@ -25,8 +26,6 @@ from scaling.tokenizer import ByteTokenizer
 
 _MAX_ROWS = 2**62  # the row index space of a job: unbounded in practice
 _EVAL_ORDER_SEED = 0  # fixed: every run is scored on the same eval rows
-BATCH_KEYS = ("inputs", "targets", "loss_mask", "segment_ids", "positions",
-              "prefix_mask")
 
 
 class RowSource(Protocol):
@@ -65,28 +64,18 @@ class TrainStream:
         packs plain text, anything else asks
         ``scaling.objectives.example_rows`` for its rows.
       process_index: this process's block of each batch (see
-        :func:`process_shard`).
+        :func:`scaling.sharding.process_shard`).
       process_count: number of blocks each batch is split into.
 
     Raises:
-      ConfigError: ``batch_size`` not divisible by ``process_count``;
-        ``data.max_tokens`` or ``data.seed`` invalid.
-      ValueError: ``process_index`` out of range.
+      ValueError: ``batch_size`` not divisible by ``process_count`` or
+        ``process_index`` out of range (``scaling.validation`` checks the
+        config's values before anything is built).
     """
-    if batch_size % process_count:
-      raise ConfigError(
-          "batch_size", f"{batch_size} is not divisible by the {process_count} "
-          "data shards of the processes; use a multiple of "
-          f"{process_count}")
-    if not 0 <= process_index < process_count:
+    if batch_size % process_count or not 0 <= process_index < process_count:
       raise ValueError(
-          f"process_index {process_index} not in [0, {process_count})")
-    if seed < 0:
-      raise ConfigError("data.seed", f"is {seed}; use a seed >= 0")
-    if max_tokens == 0 or max_tokens < -1:
-      raise ConfigError(
-          "data.max_tokens", f"is {max_tokens}; use -1 (whole corpus) or a "
-          "positive number of unique training tokens")
+          f"process {process_index} of {process_count} cannot hold an equal "
+          f"block of a batch of {batch_size} rows")
     self.batch_size = batch_size
     self.local_batch_size = batch_size // process_count
     self.seq_len = seq_len
@@ -99,7 +88,6 @@ class TrainStream:
       self.source: RowSource = CausalRows(docs, seq_len, seed, max_tokens)
       self.unique_tokens = self.source.unique_tokens
     else:
-      from scaling import objectives  # pylint: disable=import-outside-toplevel
       docs = [tokenizer.encode(d) for d in corpus.train]
       capped = cap_documents(docs, max_tokens, seed)
       self.source = objectives.example_rows(objective_cfg, tokenizer,
@@ -156,11 +144,11 @@ def eval_batches(val_docs: list[bytes], tokenizer: ByteTokenizer,
     List of batch dicts with arrays [batch_size, L].
 
   Raises:
-    ConfigError: (``eval.batches``) ``n_batches`` is 0 or below -1.
+    ValueError: ``n_batches`` is 0 or below -1 (``eval.batches`` is checked
+      by ``scaling.validation``).
   """
   if n_batches == 0 or n_batches < -1:
-    raise ConfigError("eval.batches", f"is {n_batches}; use a positive "
-                      "number of batches or -1 for the whole split")
+    raise ValueError(f"n_batches is {n_batches}; use > 0 or -1")
   order = np.random.default_rng(_EVAL_ORDER_SEED).permutation(len(val_docs))
   docs = [tokenizer.encode(val_docs[i]) for i in order]
   rows = pack_sequential(docs, seq_len)
@@ -175,109 +163,6 @@ def eval_batches(val_docs: list[bytes], tokenizer: ByteTokenizer,
   rows += [padding_row(seq_len)] * (n * batch_size - len(rows))
   return [{k: np.stack([r[k] for r in rows[i:i + batch_size]])
            for k in BATCH_KEYS} for i in range(0, len(rows), batch_size)]
-
-
-def local_rows(global_batch: dict[str, np.ndarray], process_index: int,
-               process_count: int) -> dict[str, np.ndarray]:
-  """This process's contiguous block of a global host batch.
-
-  Returns:
-    Every array's rows ``[p b, (p+1) b)``, b = B / process_count.
-  """
-  b = next(iter(global_batch.values())).shape[0] // process_count
-  return {k: v[process_index * b:(process_index + 1) * b]
-          for k, v in global_batch.items()}
-
-
-def batch_shard(process_of_device: np.ndarray, axis_names: tuple[str, ...],
-                batch_axes: tuple[str, ...],
-                process_index: int) -> tuple[int, int]:
-  """Which block of the batch dimension one process holds (pure logic).
-
-  A batch dimension sharded over mesh axes ``batch_axes`` is cut into
-  ``prod(sizes)`` shards, the first axis major (as NamedSharding does); the
-  process must hold a contiguous, aligned run of them.
-
-  Args:
-    process_of_device: int array shaped like the mesh: each device's process.
-    axis_names: the mesh axis names, in order.
-    batch_axes: mesh axes the batch dimension is sharded over (may be empty:
-      replicated).
-    process_index: the process asked about.
-
-  Returns:
-    ``(shard_index, shard_count)``: the process holds global rows
-    ``[shard_index B/shard_count, (shard_index+1) B/shard_count)``.
-
-  Raises:
-    ValueError: the process holds no device, or a non-contiguous or
-      misaligned set of batch shards (reorder the mesh's devices).
-  """
-  dims = [axis_names.index(a) for a in batch_axes]
-  sizes = [process_of_device.shape[d] for d in dims]
-  count = math.prod(sizes)
-  coords = np.argwhere(process_of_device == process_index)
-  if not len(coords):
-    raise ValueError(f"process {process_index} holds no device of the mesh")
-  held = sorted({int(np.ravel_multi_index(tuple(c[dims]), sizes))
-                 if dims else 0 for c in coords})
-  width = len(held)
-  if held != list(range(held[0], held[0] + width)) or held[0] % width:
-    raise ValueError(
-        f"process {process_index} holds batch shards {held} of {count}, not "
-        "one aligned contiguous block; build the mesh with jax.make_mesh so "
-        "each process's devices are adjacent along the data axes")
-  return held[0] // width, count // width
-
-
-def _batch_axes(pspec) -> tuple[str, ...]:
-  first = pspec[0] if len(pspec) else None
-  if first is None:
-    return ()
-  return (first,) if isinstance(first, str) else tuple(first)
-
-
-def process_shard(mesh: jax.sharding.Mesh, pspec) -> tuple[int, int]:
-  """This process's ``(process_index, process_count)`` for :class:`TrainStream`.
-
-  Derived from the mesh rather than ``jax.process_index()`` so that processes
-  replicated along the batch (e.g. a tensor axis across hosts) load the same
-  rows. Single process: ``(0, 1)``.
-
-  Args:
-    mesh: the device mesh.
-    pspec: the batch's PartitionSpec, e.g. ``P(("data", "fsdp"), None)``.
-
-  Raises:
-    ValueError: see :func:`batch_shard`.
-  """
-  process_of_device = np.vectorize(lambda d: d.process_index,
-                                   otypes=[int])(mesh.devices)
-  return batch_shard(process_of_device, tuple(mesh.axis_names),
-                     _batch_axes(pspec), jax.process_index())
-
-
-def to_global(local_batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh,
-              pspec) -> dict[str, jax.Array]:
-  """Assembles per-process host rows into global sharded device arrays.
-
-  Args:
-    local_batch: this process's rows (from :meth:`TrainStream.local_batch` or
-      :func:`local_rows`), arrays [B / shard_count, L].
-    mesh: the device mesh.
-    pspec: PartitionSpec of the batch, e.g. ``P(("data", "fsdp"), None)``.
-
-  Returns:
-    Dict of ``jax.Array`` [B, L] with ``NamedSharding(mesh, pspec)``, built by
-    ``jax.make_array_from_process_local_data``.
-  """
-  sharding = jax.sharding.NamedSharding(mesh, pspec)
-  _, count = process_shard(mesh, pspec)
-  return {
-      k: jax.make_array_from_process_local_data(
-          sharding, v, (v.shape[0] * count,) + v.shape[1:])
-      for k, v in local_batch.items()
-  }
 
 
 def unigram_entropy_bits_per_byte(docs: list[bytes]) -> float:

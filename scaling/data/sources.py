@@ -164,13 +164,9 @@ def text_file_documents(pattern: str) -> Iterator[Document]:
     ``:LINE`` for jsonl; the group is the file.
 
   Raises:
-    ConfigError: (``data.path``) empty pattern, no match, a file that is not
+    ConfigError: (``data.path``) no match, a file that is not
       ``.txt``/``.jsonl``, or a malformed jsonl line.
   """
-  if not pattern:
-    raise ConfigError(
-        "data.path", "is empty; data.source=text_files needs a glob of .txt "
-        "or .jsonl files, e.g. --config.data.path='corpus/*.txt'")
   paths = sorted(p for p in globlib.glob(os.path.expanduser(pattern),
                                          recursive=True) if os.path.isfile(p))
   if not paths:
@@ -261,6 +257,31 @@ def _describe(source: str, data_cfg) -> str:
   return f"text files {data_cfg.path!r}, split by file"
 
 
+def check_data_config(data_cfg) -> None:
+  """The checks of the ``data`` section that need no file access.
+
+  Called by ``scaling.validation.validate`` (before anything is built) and
+  by :func:`load_corpus`.
+
+  Raises:
+    ConfigError: unknown ``data.source``; ``data.val_fraction`` outside
+      (0, 1); ``text_files`` without a ``data.path`` glob.
+  """
+  if data_cfg.source not in _SOURCES:
+    raise ConfigError(
+        "data.source", f"unknown source {data_cfg.source!r}; use one of "
+        f"{sorted(_SOURCES)} (text_files reads the glob data.path)")
+  val_fraction = float(data_cfg.val_fraction)
+  if not 0.0 < val_fraction < 1.0:
+    raise ConfigError(
+        "data.val_fraction", f"is {val_fraction}; it must be in (0, 1), "
+        "e.g. 0.05 to hold out 5% of the bytes for evaluation")
+  if data_cfg.source == "text_files" and not data_cfg.path:
+    raise ConfigError(
+        "data.path", "is empty; data.source=text_files needs a glob of .txt "
+        "or .jsonl files, e.g. --config.data.path='corpus/*.txt'")
+
+
 def load_corpus(data_cfg) -> Corpus:
   """Loads the corpus named by the ``data`` config section and splits it.
 
@@ -275,16 +296,8 @@ def load_corpus(data_cfg) -> Corpus:
       a bad ``data.path`` (see :func:`text_file_documents`); fewer than two
       non-empty documents.
   """
-  source = data_cfg.source
-  if source not in _SOURCES:
-    raise ConfigError(
-        "data.source", f"unknown source {source!r}; use one of "
-        f"{sorted(_SOURCES)} (text_files reads the glob data.path)")
-  val_fraction = float(data_cfg.val_fraction)
-  if not 0.0 < val_fraction < 1.0:
-    raise ConfigError(
-        "data.val_fraction", f"is {val_fraction}; it must be in (0, 1), "
-        "e.g. 0.05 to hold out 5% of the bytes for evaluation")
+  check_data_config(data_cfg)
+  source, val_fraction = data_cfg.source, float(data_cfg.val_fraction)
   docs = sorted(_SOURCES[source](data_cfg), key=lambda d: d.name)
   if len(docs) < 2:
     where = "data.path" if source == "text_files" else "data.source"

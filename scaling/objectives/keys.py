@@ -26,6 +26,7 @@ From the folded key ``(w0, w1)`` (two uint32 words) an example takes
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -79,7 +80,6 @@ def as_key(key) -> np.ndarray:
     return np.array([0, int(key)], np.uint32)
   dtype = getattr(key, "dtype", None)
   if dtype is not None and "key<" in str(dtype):  # typed jax key
-    import jax  # pylint: disable=import-outside-toplevel
     key = jax.random.key_data(key)
   data = np.asarray(key)
   if data.shape != (2,) or data.dtype != np.uint32:

@@ -2,21 +2,27 @@
 
 Usage: ``python tests/launch/launch_payload.py MODE`` under ``launch.cli local --exec``.
 MODE:
-  ok       psum over every device, a cross-process sharded sum, broadcast_decision
-           and any_process; prints one ``RESULT ...`` line per process.
+  ok       psum over every device, a cross-process sharded sum, agree.broadcast
+           and agree.any_process; prints one ``RESULT ...`` line per process.
   exit     process 1 exits with status 3 (through finish) while process 0 waits
            in a barrier.
   raise    process 1 raises an uncaught exception while process 0 waits.
   kill     process 1 SIGKILLs itself while process 0 waits in a barrier.
-  preempt  process 1 receives SIGTERM at step 2; every process must stop at the
-           same step (preemption_requested).
+  preempt WORKDIR [TRAIN FLAGS]  the real ``scaling train`` (scaling.cli.main);
+           process 1 sends itself SIGTERM once WORKDIR/metrics.jsonl shows step
+           2, and every process must stop at the same step (the trainer's own
+           agree.StopSignal).
 """
 
+import json
 import os
 import signal
 import sys
+import threading
+import time
 
 from launch import distributed
+from scaling import agree
 
 
 def run_ok() -> None:
@@ -42,9 +48,9 @@ def run_ok() -> None:
   total = float(jax.jit(jnp.sum)(arr))
   gram = jax.jit(lambda a: a.T @ a, out_shardings=NamedSharding(mesh, P()))(arr)
   gram_ok = bool(np.allclose(np.asarray(gram), x.T @ x))
-  decision = distributed.broadcast_decision(
-      {"resume_step": 7 if distributed.is_coordinator() else -1, "run": "a/b"})
-  anyone = distributed.any_process(jax.process_index() == 1)
+  decision = agree.broadcast(
+      {"resume_step": 7 if jax.process_index() == 0 else -1, "run": "a/b"})
+  anyone = agree.any_process(jax.process_index() == 1)
   print(f"RESULT process_index={jax.process_index()} process_count={jax.process_count()} "
         f"device_count={n} local_device_count={jax.local_device_count()} "
         f"psum={psums} sum={total:g} gram_ok={gram_ok} decision={decision} any={anyone}")
@@ -65,18 +71,30 @@ def main(mode: str) -> int:
       if mode == "raise":
         raise RuntimeError("payload failure in process 1")
       return 3
-    distributed.barrier("never-reached-by-process-1")  # blocks: process 1 is gone
+    agree.barrier("never-reached-by-process-1")  # blocks: process 1 is gone
   elif mode == "preempt":
-    distributed.watch_sigterm()
-    for step in range(500):
-      if me == 1 and step == 2:
-        os.kill(os.getpid(), signal.SIGTERM)
-      distributed.barrier(f"step-{step}")
-      if distributed.preemption_requested(step):
-        print(f"PREEMPT step={step}", flush=True)
-        return 0
-    return 1
+    workdir, flags = sys.argv[2], sys.argv[3:]
+    if me == 1:
+      threading.Thread(target=_sigterm_at_step, args=(workdir, 2),
+                       daemon=True).start()
+    from scaling import cli
+    return cli.main(["train", "--workdir", workdir, *flags])
   return 0
+
+
+def _sigterm_at_step(workdir: str, step: int) -> None:
+  """Sends this process SIGTERM once process 0 has logged ``step``."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  while True:
+    try:
+      with open(path, encoding="utf-8") as f:
+        steps = [json.loads(l)["step"] for l in f if l.strip()]
+    except (OSError, ValueError):
+      steps = []
+    if steps and max(steps) >= step:
+      os.kill(os.getpid(), signal.SIGTERM)
+      return
+    time.sleep(0.05)
 
 
 if __name__ == "__main__":

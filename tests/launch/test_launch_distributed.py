@@ -4,6 +4,7 @@ import pytest
 
 from launch import distributed
 from launch.distributed import DistributedError, DistributedSetup, resolve
+from scaling import agree
 
 SLURM_STEP = {  # srun step of a 2-node job with 8 tasks per node
     "SLURM_JOB_ID": "12345", "SLURM_NTASKS": "16", "SLURM_PROCID": "11",
@@ -96,7 +97,7 @@ def test_first_slurm_host(nodelist, host):
 
 
 def test_single_process_helpers_need_no_collectives():
-  assert distributed.broadcast_decision({"skip": True}) == {"skip": True}
-  assert distributed.any_process(False) is False
-  assert distributed.preemption_requested(0) is False
+  assert agree.broadcast({"skip": True}) == {"skip": True}
+  assert agree.any_process(False) is False
+  assert agree.StopSignal().agreed() is False
   assert distributed.finish(0) == 0

@@ -15,17 +15,21 @@ PAYLOAD = str(pathlib.Path(__file__).with_name("launch_payload.py"))
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def launch(*args: str, timeout: float = 90) -> tuple[int, str, float]:
+def launch(*args: str, timeout: float = 90,
+           env: dict | None = None) -> tuple[int, str, float]:
   """Runs `python -m launch.cli local ...` in a subprocess: (exit status, output, seconds)."""
   start = time.monotonic()
   proc = subprocess.run([sys.executable, "-m", "launch.cli", "local", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout)
+                        capture_output=True, text=True, timeout=timeout,
+                        env=dict(os.environ, **(env or {})))
   return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
 
 
-def jax_job(mode: str) -> tuple[int, str, float]:
+def jax_job(mode: str, *args: str, timeout: float = 90,
+            env: dict | None = None) -> tuple[int, str, float]:
   return launch("--processes", "2", "--devices-per-process", "2", "--grace-seconds", "2",
-                "--exec", "--", sys.executable, PAYLOAD, mode)
+                "--exec", "--", sys.executable, PAYLOAD, mode, *args, timeout=timeout,
+                env=env)
 
 
 def test_process_env():
@@ -100,9 +104,30 @@ def test_a_failing_process_ends_the_launch(mode, status, words):
   assert "last" in report and "process 1 about to fail" in report
 
 
-def test_sigterm_on_one_process_stops_all_at_the_same_step():
-  rc, out, _ = jax_job("preempt")
-  assert rc == 0, out
-  steps = dict(re.findall(r"^\[p(\d)\] PREEMPT step=(\d+)$", out, re.M))
+TRAIN = ["--config.batch_size=8", "--config.seq_len=32", "--config.model.d_model=32",
+         "--config.model.n_layers=1", "--config.model.n_heads=2",
+         "--config.model.n_kv_heads=2", "--config.model.d_ff=64",
+         "--config.train.steps=40", "--config.train.log_every=1",
+         "--config.eval.every=100", "--config.eval.batches=1",
+         "--config.eval.batch_size=8", "--config.checkpoint.every=100",
+         "--config.schedule.warmup_steps=2"]
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_process_stops_all_at_the_same_step(tmp_path):
+  """The trainer's own stop decision: SIGTERM reaches process 1 only."""
+  workdir = str(tmp_path / "run")
+  rc, out, _ = jax_job("preempt", workdir, *TRAIN, timeout=300,
+                       env={"SCALING_TEST_STEP_SLEEP": "0.2"})
+  assert rc == 143, out
+  steps = dict(re.findall(r"^\[p(\d)\] stopped by a signal: saved step (\d+)", out, re.M))
   assert set(steps) == {"0", "1"} and steps["0"] == steps["1"], out
-  assert int(steps["0"]) >= 2  # not before the SIGTERM at step 2
+  saved = int(steps["0"])
+  assert 2 <= saved < 40  # not before the SIGTERM at step 2, and before the end
+  assert (tmp_path / "run" / "checkpoints" / str(saved) / "commit_success.txt").exists()
+  assert not (tmp_path / "run" / "summary.json").exists()
+  # The same command resumes from the saved step and finishes.
+  rc, out, _ = launch("--processes", "2", "--devices-per-process", "2", "--", "train",
+                      "--workdir", workdir, *TRAIN, timeout=300)
+  assert rc == 0, out
+  assert f"from step {saved}" in out

@@ -1,8 +1,9 @@
-"""Run claims: one lock file per run, which a dead owner does not hold forever.
+"""Claims: an exclusive lock file that a dead owner does not hold forever.
 
-Several sweep processes (local workers, a cluster job array) share one sweep
-directory; before training a run, a worker claims it by creating
-``<lock_dir>/<run>.lock`` with ``O_CREAT | O_EXCL`` (atomic on POSIX
+Used by the trainer (one claim per run directory, so two commands never
+train one workdir at once) and by the sweep runner (one claim per run of a
+shared sweep directory, so several workers train each run once). A claim is
+taken by creating the lock file with ``O_CREAT | O_EXCL`` (atomic on POSIX
 filesystems, NFS v3+ included). The file holds the owner's token, pid, host
 name and start time; a heartbeat thread touches it every
 ``heartbeat_seconds``. Another worker may take the claim over when the lock is
@@ -15,6 +16,12 @@ name and start time; a heartbeat thread touches it every
 Taking over renames the stale file to a unique name first (only one taker's
 rename succeeds), checks that the renamed file is the one judged stale (and
 puts it back otherwise), then claims afresh with ``O_EXCL``.
+
+Claims need a POSIX filesystem shared by the claimants (local disk, NFS, a
+FUSE mount). Object stores such as ``gs://`` offer no exclusive create through
+a file API, so nothing here works on them: the trainer takes no claim on a
+``gs://`` run directory (it says so), and a sweep on ``gs://`` keeps its
+claims in ``--lock-dir`` on a shared POSIX filesystem.
 """
 
 from __future__ import annotations
@@ -43,6 +50,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def describe(info: dict | None) -> str:
+  """``host pid 1234 (since 12:00:01)`` for a lock's contents."""
+  if not info:
+    return "another process (lock being written)"
+  since = time.strftime("%H:%M:%S", time.localtime(info.get("since", 0)))
+  return f"{info.get('host', '?')} pid {info.get('pid', '?')} (since {since})"
+
+
 def read(path: str) -> tuple[dict | None, float | None]:
   """(lock contents or None if unreadable/partial, mtime or None if gone)."""
   try:
@@ -56,8 +71,8 @@ def read(path: str) -> tuple[dict | None, float | None]:
     return None, mtime
 
 
-class RunLock:
-  """An exclusive, heartbeating claim on one run.
+class Claim:
+  """An exclusive, heartbeating claim (on a run directory or a sweep's run).
 
   Args:
     path: the lock file (its directory is created).

@@ -75,4 +75,4 @@ def build():
     steps = run.config.train.steps
     run.config.eval.every = max(1, steps // 4)
     run.config.checkpoint.every = max(1, steps // 2)
-  return base, runs, notes
+  return registry.Family(base, runs, notes)

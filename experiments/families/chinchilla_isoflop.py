@@ -40,8 +40,10 @@ def build():
   base.mesh.data, base.mesh.fsdp = -1, 128
   base.checkpoint.every = 1000
   base.eval.every = 1000
-  base.eval.batches = 32
-  base.eval.batch_size = 64
+  # Eval batches are sharded like training batches: a multiple of
+  # data * fsdp = 256 (8 batches x 256 rows x 2048 tokens = 4.2M eval tokens).
+  base.eval.batches = 8
+  base.eval.batch_size = 256
   base.train.log_every = 50
   shapes = generators.ladder(range(4, 33, 2), aspect_ratio=64, d_head=64,
                              ffn_ratio=8 / 3, ff_multiple=128)
@@ -49,4 +51,4 @@ def build():
   runs = generators.isoflop(base, BUDGETS, shapes, tokens_per_param=20.0,
                             factor=4.0, max_sizes=9, min_steps=500,
                             rule=generators.DEFAULT_RULE, notes=notes)
-  return base, runs, notes
+  return registry.Family(base, runs, notes)

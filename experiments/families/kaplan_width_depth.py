@@ -45,4 +45,4 @@ def build():
       run.tags["ladder"] = ladder_name
       by_config[key] = run
       runs.append(run)
-  return base, runs
+  return registry.Family(base, runs)

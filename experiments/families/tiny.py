@@ -36,4 +36,4 @@ def base_config():
 def build():
   base = base_config()
   runs = generators.grid(base, {"optimizer.peak_lr": [1e-3, 3e-3, 1e-2]})
-  return base, runs
+  return registry.Family(base, runs)

@@ -38,11 +38,11 @@ def build():
   base.checkpoint.every = 500
   shape = generators.Shape(d_model=64, n_layers=2, n_heads=4, d_ff=256)
   base = generators.DEFAULT_RULE.apply(
-      generators.apply_overrides(base, shape.overrides()))
-  runs = [generators.apply_overrides(base, {"train.tokens": t}) for t in TOKENS]
+      config_lib.with_overrides(base, shape.overrides()))
+  runs = [config_lib.with_overrides(base, {"train.tokens": t}) for t in TOKENS]
   runs = [registry.Run(f"D{generators.fmt_value(float(t))}", c, tags=dict(
       variant="fresh")) for t, c in zip(TOKENS, runs)]
   for run in generators.data_constrained(base, UNIQUE_TOKENS, EPOCHS):
     run.tags["variant"] = "repeated"
     runs.append(run)
-  return base, runs
+  return registry.Family(base, runs)

@@ -39,4 +39,4 @@ def build():
   base = base_config()
   shapes = generators.width_ladder(2, WIDTHS, d_head=16)
   runs = generators.lr_sweep(base, shapes, MULTIPLIERS, generators.DEFAULT_RULE)
-  return base, runs
+  return registry.Family(base, runs)

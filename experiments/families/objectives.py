@@ -24,7 +24,7 @@ tell objectives apart; run this one with
 Sizing (2 CPU cores, measured with the real trainer on the shared machine,
 see :data:`STEP_SECONDS`): 6 objectives × 4 budgets (1e10 to 6e10 FLOPs,
 ×1.8 apart) × 3 sizes (one-layer models, N_eff 7k to 21k) = 72 runs of 52
-to 438 steps of 16 × 128 tokens; :func:`estimate_seconds` gives about 15
+to 438 steps of 16 × 128 tokens; `scaling experiments` estimates about 15
 minutes including compilation, conservatively (48 runs of an earlier grid
 of the same size took 264 s against 530 s estimated), within the issue's
 20. Every objective uses the same learning-rate rule, fitted on causal LM;
@@ -33,10 +33,8 @@ a per-objective rule is not part of this design.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import pandas as pd
@@ -45,7 +43,6 @@ from analysis import envelope
 from analysis import powerlaw
 from experiments import generators
 from experiments import registry
-from scaling import accounting
 from scaling import config as config_lib
 
 OBJECTIVES = ("causal_lm", "prefix_lm", "span_corruption", "ul2", "fim",
@@ -70,17 +67,6 @@ SHAPES = (
 TOKENS_PER_PARAM = 60.0
 SIZES_PER_BUDGET = 3
 MIN_STEPS = 40
-# Wall-clock model of one run on 2 CPU cores shared with other work
-# (seq_len 128, batch 16), fitted to `train()` runs of L1_d16 … L2_d64 for
-# every objective with a warm compile cache: a fixed cost per run (data plan,
-# cached executables, eval, checkpoint), a fixed cost per step (host data
-# pipeline, dispatch) and a sustained FLOP rate; plus a cold compile per
-# shape (init, train step, eval). Measured: step 0.022-0.039 s at 1.9e8
-# FLOPs/step, 0.11-0.25 s at 1.3e9, 0.17-0.24 s at 2.0e9; 1.3-5.9 s per run.
-RUN_SECONDS = 4.0
-STEP_SECONDS = 0.02
-FLOPS_PER_SECOND = 1.0e10
-COMPILE_SECONDS = 20.0
 VIEWS = (("eval_bpb", "held-out bits per byte (causal plain text)"),
          ("eval_continuation_bpb",
           "continuation bits per byte (2nd half | 1st half)"))
@@ -97,21 +83,6 @@ def base_config():
   base.eval.batch_size = 16
   base.eval.continuation = True
   return base
-
-
-def estimate_seconds(runs) -> float:
-  """Estimated wall time of the sweep on 2 CPU cores, cold compile cache.
-
-  ``sum(RUN_SECONDS + steps * (STEP_SECONDS + step_flops / FLOPS_PER_SECOND))
-  + COMPILE_SECONDS * shapes``, constants measured as described above.
-  """
-  total, shapes = 0.0, set()
-  for run in runs:
-    step_flops = accounting.flops_per_step(run.config)["flops"]
-    total += RUN_SECONDS + run.steps * (STEP_SECONDS +
-                                        step_flops / FLOPS_PER_SECOND)
-    shapes.add((run.config.model.d_model, run.config.model.n_layers))
-  return total + COMPILE_SECONDS * len(shapes)
 
 
 def _fit(budget, c, loss) -> dict:
@@ -258,7 +229,7 @@ def build():
   base = base_config()
   notes, runs = [], []
   for name in OBJECTIVES:
-    objective_base = generators.apply_overrides(base, {"objective.name": name})
+    objective_base = config_lib.with_overrides(base, {"objective.name": name})
     for run in generators.isoflop(
         objective_base, BUDGETS, SHAPES, tokens_per_param=TOKENS_PER_PARAM,
         factor=4.0, max_sizes=SIZES_PER_BUDGET, min_steps=MIN_STEPS,
@@ -269,38 +240,4 @@ def build():
       config.checkpoint.every = steps
       runs.append(registry.Run(f"{name}_{run.short_name}", config,
                                budget=run.budget, tags=dict(run.tags)))
-  notes.append(f"estimated {estimate_seconds(runs) / 60:.1f} min on 2 CPU "
-               "cores, cold compile cache")
-  notes.append("frontiers per objective: python -m experiments.objectives "
-               "SWEEP_DIR (analysis.report fits one law to the whole table)")
-  return base, runs, notes
-
-
-# ------------------------------------------------------------------ analysis
-
-
-def main(argv: list[str]) -> int:
-  """``python -m experiments.objectives SWEEP_DIR [--out DIR]``; returns 0."""
-  parser = argparse.ArgumentParser(
-      prog="python -m experiments.objectives",
-      description="Per-objective loss-vs-compute frontiers of an objectives "
-      "sweep (shared bits-per-byte views).")
-  parser.add_argument("sweep_dir")
-  parser.add_argument("--out", default=None,
-                      help="output directory (default SWEEP_DIR/analysis)")
-  args = parser.parse_args(argv)
-  result = analyze(args.sweep_dir, args.out)
-  for view, per in result["views"].items():
-    print(view)
-    for name, entry in per.items():
-      if entry.get("applicable") and entry.get("law"):
-        print(f"  {name:<16} {entry['law']}: E={entry['E']:.4g} "
-              f"A={entry['A']:.4g} gamma={entry['gamma']:.4g} "
-              f"({entry['n_runs']} runs)")
-      else:
-        print(f"  {name:<16} {entry.get('reason') or entry.get('warning')}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))
+  return registry.Family(base, runs, notes)

@@ -1,0 +1,112 @@
+"""A run's identity: the 12-hex-digit hash of what changes its result.
+
+The identity covers (DESIGN.md §3) the sections ``model``, ``tokenizer``,
+``data`` (plus the corpus content hash), ``objective``, ``optimizer`` and
+``schedule``, the training length (``train.steps``, resolved from
+``train.tokens``) and ``train.seed``, ``batch_size`` and ``seq_len``; not the
+mesh, microbatching, checkpoint cadence, logging, eval cadence or paths, so a
+run moved to another mesh keeps its identity.
+
+Stable under growth (DESIGN.md §8): the fields of the first schema
+(:data:`V1_FIELDS`) are always hashed, as they were when identities were
+first recorded, so those identities never change. A field added since joins
+the hash only when its value differs from :data:`INTRODUCED`, the value that
+means what every run did before the field existed; a new field at that value
+renames no run. Values a platform decides (``auto``) are resolved first
+(:func:`resolved`), so the hash records what ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import ml_collections
+
+from scaling import accounting
+
+V1_FIELDS: dict[str, tuple[str, ...]] = {
+    "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_ff",
+              "mlp", "norm", "positions", "rope_theta", "tie_embeddings",
+              "dtype", "param_dtype", "remat", "scan_layers", "init_std"),
+    "tokenizer": ("n_sentinels",),
+    "data": ("source", "path", "seed", "val_fraction", "max_tokens"),
+    "objective": ("name", "seed", "noise_density", "mean_span_length",
+                  "mlm_rate", "fim_rate", "ul2_rates"),
+    "optimizer": ("name", "peak_lr", "b1", "b2", "eps", "weight_decay",
+                  "decay_embeddings", "grad_clip", "z_loss"),
+    "schedule": ("name", "warmup_steps", "warmup_fraction", "min_lr_ratio",
+                 "decay_fraction"),
+}
+IDENTITY_SECTIONS = tuple(V1_FIELDS)
+IDENTITY_GLOBALS = ("batch_size", "seq_len")
+
+# Fields added after the first schema -> the value that reproduces what runs
+# did before the field existed. Adding a field to an identity section means
+# adding it here (a test checks that every schema field is in V1_FIELDS or
+# here); never change an entry once runs were recorded.
+INTRODUCED: dict[str, Any] = {}
+
+
+class UnregisteredField(KeyError):
+  """A field of an identity section is in neither V1_FIELDS nor INTRODUCED."""
+
+
+def resolved(config: ml_collections.ConfigDict,
+             platform: str | None = None) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with its platform-decided (``auto``) values fixed.
+
+  Args:
+    config: a run config.
+    platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: JAX's default
+      backend).
+  """
+  del platform  # no field is decided by the platform yet
+  return ml_collections.ConfigDict(config.to_dict())
+
+
+def identity_fields(config: ml_collections.ConfigDict,
+                    platform: str | None = None) -> dict[str, Any]:
+  """The dict whose JSON is hashed (without the corpus hash).
+
+  Raises:
+    UnregisteredField: a field of an identity section that is neither a V1
+      field nor registered in :data:`INTRODUCED`.
+  """
+  config = resolved(config, platform)
+  d = config.to_dict()
+  ident: dict[str, Any] = {}
+  for section, v1 in V1_FIELDS.items():
+    values = {k: d[section][k] for k in v1}
+    for key, value in d[section].items():
+      if key in v1:
+        continue
+      dotted = f"{section}.{key}"
+      if dotted not in INTRODUCED:
+        raise UnregisteredField(
+            f"config.{dotted} is not registered in scaling.identity."
+            "INTRODUCED; add it with the value that means what runs did "
+            "before it existed")
+      if value != INTRODUCED[dotted]:
+        values[key] = value
+    ident[section] = values
+  ident["train"] = dict(steps=accounting.train_steps(config),
+                        seed=d["train"]["seed"])
+  for key in IDENTITY_GLOBALS:
+    ident[key] = d[key]
+  return ident
+
+
+def identity_hash(config: ml_collections.ConfigDict, corpus_hash: str = "",
+                  platform: str | None = None) -> str:
+  """12 hex digits of sha256 over :func:`identity_fields` and the corpus hash.
+
+  Raises:
+    UnregisteredField: see :func:`identity_fields`.
+    ConfigError: no training length (``accounting.train_steps``).
+  """
+  ident = identity_fields(config, platform)
+  ident["corpus_hash"] = corpus_hash
+  blob = json.dumps(ident, sort_keys=True, default=list)
+  return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -286,7 +286,16 @@ def launch_local(command_args: Sequence[str], processes: int, devices_per_proces
 
   Returns:
     The launch's exit status (see :func:`run_processes`).
+
+  Raises:
+    ValueError: ``processes`` or ``devices_per_process`` < 1 (before anything starts;
+      the CLI exits 2).
   """
+  for flag, value in (("--processes", processes), ("--devices-per-process",
+                                                    devices_per_process)):
+    if value < 1:
+      raise ValueError(f"{flag} {value}: give at least 1 (e.g. {flag} 2); nothing was "
+                       "started")
   out = out or sys.stdout
   command = list(command_args) if raw_command else scaling_command(command_args)
   coordinator = f"127.0.0.1:{free_port()}"

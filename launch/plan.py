@@ -83,6 +83,39 @@ def experiment_name(scaling_args: Sequence[str]) -> str:
   return scaling_args[0] if scaling_args else "run"
 
 
+def scaling_flag(scaling_args: Sequence[str], flag: str) -> str | None:
+  """The value of ``flag`` in the scaling args (``--workdir DIR`` or ``--workdir=DIR``).
+
+  The last occurrence wins, as in argparse; None when the flag is absent or has no value.
+  """
+  value = None
+  for i, arg in enumerate(scaling_args):
+    if arg == flag:
+      value = scaling_args[i + 1] if i + 1 < len(scaling_args) else None
+    elif arg.startswith(flag + "="):
+      value = arg[len(flag) + 1:]
+  return value
+
+
+def is_local_repo(url: str, cwd: str | None = None) -> bool:
+  """Whether a git repository URL names this machine's disk, which no remote host can clone.
+
+  Local: ``file://`` URLs, paths (absolute, ``./``, ``../``, ``~``, or an existing path
+  relative to ``cwd``) and anything without a ``:`` (git reads it as a path). Remote:
+  ``scheme://`` URLs (https, ssh, git) and scp-like ``user@host:path``, which git
+  recognises by a colon before the first slash.
+  """
+  url = url.strip()
+  if url.startswith("file://") or url.startswith(("/", "./", "../", "~")) or url in (".", ".."):
+    return True
+  if os.path.exists(os.path.join(cwd or os.getcwd(), os.path.expanduser(url))):
+    return True
+  if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+    return False
+  colon, slash = url.find(":"), url.find("/")
+  return colon == -1 or (slash != -1 and slash < colon)
+
+
 def quote_arg(arg: str) -> str:
   """``shlex.quote`` that keeps ``--flag=`` outside the quotes: ``--command='a b'``."""
   match = re.fullmatch(r"(--[A-Za-z0-9][A-Za-z0-9_.-]*=)(.*)", arg, re.S)

@@ -13,8 +13,11 @@ The plan (printed exactly by ``--dry-run``):
 4. with ``--delete``: delete the slice afterwards if this launch created it
    (``--teardown`` only deletes).
 
-Workers share no disk: give a ``gs://`` ``--workdir``. The ``--check`` step compiles
-the step for the slice's chip count on this CPU first.
+Workers share no disk: give a ``gs://`` ``--workdir``. A local ``--workdir`` on a
+multi-host slice (:func:`tpu_multi_host`), or code the workers cannot clone (a
+repository path on this machine), is refused before anything is created
+(:func:`check_reachable`, exit status 2). The ``--check`` step compiles the step for
+the slice's chip count on this CPU first.
 """
 
 from __future__ import annotations
@@ -51,6 +54,59 @@ def tpu_chips(accelerator_type: str) -> int:
         f"--accelerator-type {accelerator_type!r}: expected FAMILY-SIZE with FAMILY in "
         f"{', '.join(RUNTIME_VERSIONS)} (e.g. v5litepod-256, v4-32)")
   return int(size) // 2 if family in CORE_COUNTED else int(size)
+
+
+def tpu_multi_host(accelerator_type: str) -> bool:
+  """Whether a TPU type's slice spans more than one TPU VM (worker).
+
+  Single-host slices (Cloud TPU system architecture and v5e/v6e configuration docs):
+  up to 4 chips for v2, v3, v4 and v5p (v2-8, v3-8, v4-8, v5p-8: one VM of 4 chips);
+  up to 8 chips for v5e and v6e (v5litepod-1/4/8, v6e-1/4/8). Anything larger, e.g.
+  v4-16 or v5litepod-16, runs one process per worker on separate VMs with separate disks.
+
+  Raises:
+    plan.LaunchError: unknown family or malformed type (see :func:`tpu_chips`).
+  """
+  family = accelerator_type.rpartition("-")[0]
+  single_host_chips = 4 if family in CORE_COUNTED else 8
+  return tpu_chips(accelerator_type) > single_host_chips
+
+
+def check_reachable(accelerator_type: str, scaling_args: Sequence[str], repo: str,
+                    repo_flag: bool, cwd: str | None = None) -> None:
+  """Refuses a launch whose workers could not reach the code or share the workdir.
+
+  Both are errors, not warnings, because the launch would only fail later on the
+  slice (after creating it): the workers clone ``repo`` on their own VMs, so a path
+  on this machine cannot be cloned; and on a multi-host slice (:func:`tpu_multi_host`)
+  each worker would write its own partial run to a local ``--workdir``. A local
+  workdir on a single-host slice is fine (one VM, one disk).
+
+  Args:
+    accelerator_type: e.g. "v5litepod-16".
+    scaling_args: what the workers run (``--workdir`` is read from it).
+    repo: the git URL the workers clone.
+    repo_flag: whether ``repo`` came from ``--repo`` (else the 'origin' remote).
+    cwd: where relative repo paths are resolved (default: the working directory).
+
+  Raises:
+    plan.LaunchError: naming the problem and the fix.
+  """
+  if plan.is_local_repo(repo, cwd):
+    source = "--repo" if repo_flag else "the git remote 'origin'"
+    raise plan.LaunchError(
+        f"the TPU workers would clone the code from {repo!r} ({source}), a path on this "
+        "machine that they cannot reach: push the commit to a remote they can clone "
+        "(e.g. https://github.com/...) and pass it as --repo URL (or set it as 'origin')")
+  workdir = plan.scaling_flag(scaling_args, "--workdir")
+  if workdir is not None and not workdir.startswith("gs://") and tpu_multi_host(
+      accelerator_type):
+    raise plan.LaunchError(
+        f"--workdir {workdir!r} is a local path, but {accelerator_type} "
+        f"({tpu_chips(accelerator_type)} chips) spans several TPU VM workers, which share "
+        "no disk: each would write its own partial run. Give a gs:// path, e.g. "
+        "--workdir gs://BUCKET/sweeps/NAME (a local path works only on a single-host "
+        "slice)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +218,7 @@ def main(args, scaling_args: Sequence[str], out=None) -> int:
     if not args.accelerator_type:
       raise plan.LaunchError("--accelerator-type is required (e.g. v5litepod-256)")
     repo, commit = plan.code_version(args.repo, args.commit, args.allow_dirty)
+    check_reachable(args.accelerator_type, scaling_args, repo, repo_flag=bool(args.repo))
     launch = TpuLaunch(
         name=args.name, zone=args.zone, accelerator_type=args.accelerator_type,
         scaling_args=tuple(scaling_args), repo=repo, commit=commit, project=args.project,

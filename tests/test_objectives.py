@@ -117,19 +117,120 @@ def test_t5_length_helper_568_to_512_and_114():
   assert 568 - noise + spans + 1 == 512 and noise + spans + 1 == 114
 
 
-def test_noise_mask_exact_counts_and_nonempty_spans_and_gaps():
+def _noise_runs(mask: np.ndarray) -> int:
+  """Maximal runs of True in a bool [L] mask (the spans, if each is whole)."""
+  rises = np.diff(np.concatenate([[0], mask.astype(np.int8)]))
+  return int(np.count_nonzero(rises == 1))
+
+
+def _composition(rng, total: int, parts: int) -> np.ndarray:
+  """A uniformly random composition of total into parts (each >= 1)."""
+  cuts = np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False))
+  return np.diff(np.concatenate([[0], cuts, [total]]))
+
+
+def _t5_layout_mask(length, noise_density, mean_span_length, rng):
+  """T5's own layout (gap, span, …, gap, span): the negative control."""
+  noise, spans = masks.noise_counts(length, noise_density, mean_span_length)
+  noise_lengths = _composition(rng, noise, spans)
+  gap_lengths = _composition(rng, length - noise, spans)
+  runs = np.stack([gap_lengths, noise_lengths], axis=1).reshape(-1)
+  return np.repeat(np.tile([False, True], spans), runs)
+
+
+def _noise_masks(mask_fn, length, r, mu, n_seeds=2000):
+  """bool [n_seeds, L]: one mask per example, each from its example rng."""
+  words = keys.fold_in(11, np.arange(n_seeds))
+  return np.stack([mask_fn(length, r, mu, keys.example_rng(w))
+                   for w in words])
+
+
+def test_noise_mask_exact_counts_and_whole_spans():
   rng = np.random.default_rng(0)
   for length in range(10, 700, 7):
-    for r, mu in ((0.15, 3.0), (0.5, 3.0), (0.15, 8.0), (0.5, 64.0)):
+    for r, mu in ((0.15, 3.0), (0.5, 3.0), (0.15, 8.0), (0.5, 8.0),
+                  (0.15, 64.0), (0.5, 64.0)):
       mask = masks.random_spans_noise_mask(length, r, mu, rng)
-      noise = round(length * r)
+      noise = round(length * r)  # no clamp binds at these lengths
       spans = max(1, round(noise / mu))
-      assert mask.shape == (length,) and mask.sum() == noise
-      edges = np.flatnonzero(np.diff(mask.astype(int))) + 1
-      runs = np.diff(np.concatenate([[0], edges, [length]]))
-      assert len(runs) == 2 * spans  # gap, span, …, gap, span
-      assert (runs >= 1).all()
-      assert not mask[0] and mask[-1]
+      assert masks.noise_counts(length, r, mu) == (noise, spans)
+      assert mask.shape == (length,) and mask.dtype == bool
+      assert mask.sum() == noise
+      # each span one run, never two runs joined nor a span split
+      assert _noise_runs(mask) == spans, (length, r, mu)
+
+
+@pytest.mark.parametrize("length,r,mu,counts", [
+    (2, 0.15, 3.0, (1, 1)),    # noise clamped up to 1
+    (3, 0.15, 3.0, (1, 1)),
+    (3, 0.5, 8.0, (2, 1)),     # round(1.5) = 2
+    (50, 0.01, 3.0, (1, 1)),   # round(0.5) = 0 → 1
+    (10, 0.9, 3.0, (9, 1)),    # spans clamped to the 1 kept token
+    (10, 0.7, 1.0, (7, 3)),    # spans clamped to the 3 kept tokens
+])
+def test_noise_mask_degenerate_clamps(length, r, mu, counts):
+  assert masks.noise_counts(length, r, mu) == counts
+  noise, spans = counts
+  got = _noise_masks(masks.random_spans_noise_mask, length, r, mu, 300)
+  assert (got.sum(axis=1) == noise).all()
+  assert all(_noise_runs(m) == spans for m in got)
+  # no position is always or never noise where the counts allow both
+  freq = got.mean(axis=0)
+  if length - noise >= noise or spans > 1:
+    assert (freq > 0).all() and (freq < 1).all(), freq
+
+
+def test_noise_mask_shorter_than_two_is_empty():
+  rng = np.random.default_rng(0)
+  assert masks.random_spans_noise_mask(0, 0.15, 3.0, rng).shape == (0,)
+  np.testing.assert_array_equal(
+      masks.random_spans_noise_mask(1, 0.15, 3.0, rng), [False])
+
+
+@pytest.mark.parametrize("length", [20, 128])
+@pytest.mark.parametrize("r,mu", [(0.15, 3.0), (0.5, 8.0)])
+def test_noise_mask_is_position_fair(length, r, mu):
+  """Every position is noise with probability within 0.03 of noise / L.
+
+  10,000 examples: at 2,000 the sampling error alone (sd 0.011 per position
+  at r 0.5) takes some of 128 positions past 0.03 in about half of all seed
+  sets, even for an exactly position-fair mask.
+  """
+  noise, spans = masks.noise_counts(length, r, mu)
+  got = _noise_masks(masks.random_spans_noise_mask, length, r, mu, 10000)
+  assert (got.sum(axis=1) == noise).all()
+  assert all(_noise_runs(m) == spans for m in got)
+  freq = got.mean(axis=0)
+  np.testing.assert_allclose(freq, noise / length, atol=0.03)
+
+
+@pytest.mark.parametrize("length", [20, 128])
+@pytest.mark.parametrize("r,mu", [(0.15, 3.0), (0.5, 8.0)])
+def test_t5_layout_fails_the_position_fairness_check(length, r, mu):
+  """Negative control: T5's layout never starts with noise, always ends so."""
+  noise, spans = masks.noise_counts(length, r, mu)
+  got = _noise_masks(_t5_layout_mask, length, r, mu)
+  assert (got.sum(axis=1) == noise).all()  # the same counts …
+  assert all(_noise_runs(m) == spans for m in got)
+  freq = got.mean(axis=0)
+  assert freq[0] == 0.0 and freq[-1] == 1.0  # … but not position-fair
+  assert np.abs(freq - noise / length).max() > 0.03
+
+
+def test_single_span_position_probabilities_match_the_tiling_formula():
+  """One 3-token span in 20 (r 0.15, mu 3): 1/7 or 1/6 at each position.
+
+  The kept 17 tokens are five 3-token pieces and one 2-token piece; the
+  seven arcs come in a uniformly random order, so the span is one of the six
+  3-token tiles of a tiling whose 2-token remainder sits at one of 7 slots:
+  position i is noise with probability 1/6 when i % 3 == 2 (never in the
+  remainder) and (1 - 1/7) / 6 = 1/7 otherwise; the mean is exactly 3/20.
+  """
+  expected = np.where(np.arange(20) % 3 == 2, 1 / 6, 1 / 7)
+  assert expected.mean() == pytest.approx(0.15)
+  got = _noise_masks(masks.random_spans_noise_mask, 20, 0.15, 3.0, 20000)
+  # sd 0.0026 per position; a flat 0.15 would miss the 1/6 by 0.017
+  np.testing.assert_allclose(got.mean(axis=0), expected, atol=0.009)
 
 
 def _reassemble_span_corruption(ex: dict) -> np.ndarray:
@@ -152,9 +253,13 @@ def _reassemble_span_corruption(ex: dict) -> np.ndarray:
 
 
 def test_span_corruption_layout_sentinels_and_reassembly():
+  starts_with_noise = ends_with_kept = 0
   for g in range(60):
     x = _text(50 + 7 * g, seed=g)
     ex = obj.span_corruption(x, 3, g, tokenizer=TOKENIZER)
+    n_prefix = int(ex["prefix_mask"].sum())
+    starts_with_noise += int(ex["inputs"][0] >= tok.FIRST_SENTINEL)
+    ends_with_kept += int(ex["inputs"][n_prefix - 1] < tok.FIRST_SENTINEL)
     noise, spans = masks.noise_counts(len(x), 0.15, 3.0)
     n = ex["inputs"].shape[0]
     assert n == len(x) + 2 * spans + 1
@@ -175,6 +280,8 @@ def test_span_corruption_layout_sentinels_and_reassembly():
     # no noise token is visible in the prefix: reassembly recovers x
     np.testing.assert_array_equal(
         _reassemble_span_corruption(ex), x)
+  # both of the layouts T5's own mask never makes are covered above
+  assert starts_with_noise > 0 and ends_with_kept > 0
 
 
 def test_decoder_only_length_at_seq_len_512_is_maximal():

@@ -13,10 +13,13 @@ One example of ``L`` raw tokens becomes one sequence ``[inputs ; targets]``
 The inputs are the bidirectional prefix (``prefix_mask`` True), the targets
 are predicted causally with loss on every target token: the last input token
 (a sentinel) predicts sentinel 0, …, the last noise token predicts EOS.
-Lengths: :func:`scaling.objectives.masks.span_corruption_lengths`. A T5 mask
-always ends in a noise span, so in an example that ends its document the
-document's EOS is the last noise token and the targets end ``…, EOS, EOS``
-(the document's end, then the end of the targets).
+Lengths: :func:`scaling.objectives.masks.span_corruption_lengths`. The mask
+may start with a noise span and may end with kept tokens
+(:func:`scaling.objectives.masks.random_spans_noise_mask` is position-fair,
+unlike T5's, which always ends in noise), so in an example that ends its
+document the document's EOS is either the last input token or the last noise
+token, and then the targets end ``…, EOS, EOS`` (the document's end, then
+the end of the targets).
 
 UL2 (Tay et al. 2022, arXiv 2205.05131, §3.1, the final mixture of denoisers):
 R = {(mu 3, r 0.15), (8, 0.15)}, X = {(3, 0.5), (8, 0.5), (64, 0.15),
@@ -108,8 +111,10 @@ def span_corruption(tokens: np.ndarray, key, example_index: int, *,
   """T5 span corruption in decoder-only form ``[inputs ; targets]``.
 
   Exactly :func:`masks.noise_counts` ``(L, r, mu)`` noise tokens in that many
-  spans (``round(L r)`` and ``round(noise / mu)``), every span and gap
-  non-empty (:func:`masks.random_spans_noise_mask`).
+  spans (``round(L r)`` and ``round(noise / mu)``), every span whole and
+  every two spans at least one kept token apart, placed so that each
+  position is noise with probability close to r
+  (:func:`masks.random_spans_noise_mask`).
 
   Args:
     tokens: int [L] raw tokens, L >= 2.

@@ -3,11 +3,17 @@
 Raffel et al. 2020 (T5, arXiv 1910.10683) §3.1.4 and their reference
 preprocessors ``random_spans_noise_mask`` and ``random_spans_helper``: an
 example of ``L`` raw tokens gets exactly ``round(L r)`` noise tokens (noise
-density r) in ``round(noise / mu)`` spans (mean span length mu); the span
-lengths and the gap lengths are uniformly random compositions, each part at
-least one token; the mask starts with a gap and ends with a span (T5's
-default, no random roll). Rounding is Python's ``round`` (half to even, as
-``tf.round``) of the float64 product.
+density r) in ``round(noise / mu)`` spans (mean span length mu), the span
+lengths a uniformly random composition, each span whole and every two spans
+at least one kept token apart. Rounding is Python's ``round`` (half to even,
+as ``tf.round``) of the float64 product.
+
+T5's own mask always starts with a kept token and ends with a noise span
+(google-research/text-to-text-transfer-transformer#905), so at short lengths
+the last tokens are always noise and the first never are. Here the layout is
+position-fair instead (:func:`random_spans_noise_mask`): the mask may start
+with a span and end with kept tokens, and every position is noise with
+probability close to ``noise / L``.
 
 Each noise span becomes one sentinel in the inputs and ``sentinel + span`` in
 the targets, so with one extra token per span on each side and one EOS:
@@ -18,6 +24,8 @@ the targets, so with one extra token per span on each side and one EOS:
   ``L - noise + spans`` (the encoder's EOS is dropped: sentinel 0 opening the
   targets marks the boundary), targets ``noise + spans + 1``, one sequence of
   ``L + 2 spans + 1`` tokens (+1 for a UL2 mode token).
+
+These lengths depend only on the two counts, never on where the spans lie.
 """
 
 from __future__ import annotations
@@ -51,45 +59,120 @@ def noise_counts(length: int, noise_density: float,
 
 
 def _random_segmentation(rng: np.random.Generator, num_items: int,
-                         num_segments: int) -> np.ndarray:
-  """Uniformly random composition of ``num_items`` into ``num_segments`` parts.
+                         num_segments: int, copies: int = 1) -> np.ndarray:
+  """Uniformly random compositions of ``num_items`` into ``num_segments`` parts.
 
   Each part >= 1: the ``num_segments - 1`` cut points are a random subset of
-  the ``num_items - 1`` gaps between items (T5's ``_random_segmentation``).
+  the ``num_items - 1`` gaps between items (T5's ``_random_segmentation``),
+  drawn independently for each of ``copies`` rows.
+
+  Args:
+    rng: the example's generator.
+    num_items: tokens to divide (>= num_segments >= 1).
+    num_segments: parts per composition.
+    copies: independent compositions to draw.
 
   Returns:
-    int64 [num_segments] part lengths summing to ``num_items``.
+    int64 [copies, num_segments] part lengths, each row summing to
+    ``num_items``.
   """
-  first = np.zeros(num_items - 1, dtype=bool)
-  first[:num_segments - 1] = True
-  rng.shuffle(first)
-  segment_id = np.concatenate([[0], np.cumsum(first)])
-  return np.bincount(segment_id, minlength=num_segments)
+  first = np.zeros((copies, num_items - 1), dtype=bool)
+  first[:, :num_segments - 1] = True
+  first = rng.permuted(first, axis=1)
+  segment_id = np.concatenate(
+      [np.zeros((copies, 1), dtype=np.int64), np.cumsum(first, axis=1)],
+      axis=1) + num_segments * np.arange(copies)[:, None]
+  return np.bincount(segment_id.reshape(-1),
+                     minlength=copies * num_segments).reshape(
+                         copies, num_segments)
+
+
+def _kept_pieces(rng: np.random.Generator, kept: int, noise: int,
+                 spans: int) -> np.ndarray:
+  """The kept tokens cut into pieces drawn like the noise spans, shuffled.
+
+  ``kept = q noise + rem``: q blocks, each a composition of ``noise`` into
+  ``spans`` parts (the span lengths' own law), and the remainder in
+  ``round(rem spans / noise)`` parts of its own; a remainder too small for
+  one part of its own is folded into one block (``noise + rem`` into
+  ``spans`` parts), except for a single span, whose fixed length would then
+  leave positions that are never noise. With no whole block (``kept <
+  noise``) the kept tokens make ``spans`` parts at least.
+
+  Returns:
+    int64 [pieces] lengths (each >= 1, summing to ``kept``), pieces >= spans.
+  """
+  q, rem = divmod(kept, noise)
+  rem_parts = min(rem, int(round(rem * spans / noise)))
+  if q == 0:  # fewer kept tokens than noise tokens (r > 0.5)
+    pieces = _random_segmentation(rng, kept, max(rem_parts, spans))[0]
+  elif rem and rem_parts == 0 and spans > 1:  # fold rem into one block
+    pieces = np.concatenate([
+        _random_segmentation(rng, noise + rem, spans)[0],
+        _random_segmentation(rng, noise, spans, q - 1).reshape(-1)])
+  else:
+    pieces = _random_segmentation(rng, noise, spans, q).reshape(-1)
+    if rem:
+      pieces = np.concatenate(
+          [pieces, _random_segmentation(rng, rem, max(rem_parts, 1))[0]])
+  return rng.permutation(pieces)
 
 
 def random_spans_noise_mask(length: int, noise_density: float,
                             mean_span_length: float,
                             rng: np.random.Generator) -> np.ndarray:
-  """T5's ``random_spans_noise_mask`` (Raffel et al. 2020 §3.1.4).
+  """T5's ``random_spans_noise_mask`` counts with a position-fair layout.
+
+  The counts are T5's (Raffel et al. 2020 §3.1.4): exactly
+  :func:`noise_counts` ``(L, r, mu)`` noise tokens in exactly that many
+  spans, span lengths a uniformly random composition of the noise tokens,
+  each span whole (contiguous, never wrapped across the ends) and separated
+  from the next by at least one kept token.
+
+  The layout is not T5's "first a gap, last a span", under which position 0
+  is never noise and position L-1 always is (T5 issue #905). The kept tokens
+  are cut into pieces drawn like the spans (:func:`_kept_pieces`); spans and
+  pieces (the arcs) are laid on a circle, each span followed by at least one
+  piece (a uniform composition of the pieces into ``spans`` groups), and the
+  circle is cut before one of its arcs, chosen uniformly. No cut falls
+  inside a span and no two spans touch, so the mask has exactly ``spans``
+  runs of noise; every arc is equally likely to come first, so position 0
+  is noise with probability ``spans / arcs`` ~ ``noise / L``, and where
+  spans and pieces share one length law so is every position. What is left
+  comes from rounding lengths: one span of 3 tokens in L = 20 makes each
+  position noise with probability 1/6 or 1/7 against a density of 0.15 (no
+  distribution over the 18 placements of one whole 3-token span does better
+  than 1/60, by a linear program); at r = 0.5 and odd L the noise and kept
+  counts differ by one, and a single span of ``(L + 1) / 2`` tokens always
+  covers the middle position.
 
   Args:
-    length: L, raw tokens (>= 1).
+    length: L, raw tokens (>= 0).
     noise_density: r, fraction of tokens that are noise.
     mean_span_length: mu, mean noise-span length in tokens.
-    rng: the example's generator (:func:`keys.example_rng`).
+    rng: the example's generator (:func:`keys.example_rng`); the mask is a
+      deterministic function of its state.
 
   Returns:
-    bool [L]: True at noise tokens. For L >= 2 exactly
-    :func:`noise_counts` ``(L, r, mu)`` noise tokens in that many spans,
-    alternating gap, span, gap, …, span (first a gap, last a span).
+    bool [L]: True at noise tokens. For L >= 2 exactly :func:`noise_counts`
+    ``(L, r, mu)`` noise tokens in that many runs; for L < 2 all False (no
+    token can be noise with one kept), and ``rng`` is not used.
   """
-  n = max(int(length), 2)
-  noise, spans = noise_counts(n, noise_density, mean_span_length)
-  noise_lengths = _random_segmentation(rng, noise, spans)
-  gap_lengths = _random_segmentation(rng, n - noise, spans)
-  interleaved = np.stack([gap_lengths, noise_lengths], axis=1).reshape(-1)
-  is_noise = np.tile([False, True], spans)
-  return np.repeat(is_noise, interleaved)[:length]
+  length = int(length)
+  if length < 2:
+    return np.zeros(length, dtype=bool)
+  noise, spans = noise_counts(length, noise_density, mean_span_length)
+  span_lengths = _random_segmentation(rng, noise, spans)[0]
+  piece_lengths = _kept_pieces(rng, length - noise, noise, spans)
+  pieces_after = _random_segmentation(rng, piece_lengths.shape[0], spans)[0]
+  n_arcs = spans + piece_lengths.shape[0]
+  is_span = np.zeros(n_arcs, dtype=bool)
+  is_span[np.cumsum(pieces_after + 1) - pieces_after - 1] = True
+  arc_lengths = np.empty(n_arcs, dtype=np.int64)
+  arc_lengths[is_span] = span_lengths
+  arc_lengths[~is_span] = piece_lengths
+  cut = int(rng.integers(n_arcs))
+  return np.repeat(np.roll(is_span, -cut), np.roll(arc_lengths, -cut))
 
 
 def random_spans_helper(inputs_length: int, noise_density: float,

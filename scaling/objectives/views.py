@@ -10,8 +10,8 @@ is also scored on held-out plain text:
   (:func:`continuation_example`): causal for causal LM and FIM, the first
   half as a bidirectional prefix for prefix LM, UL2's S mode for UL2, and the
   span-corruption form ``[first half, sentinel 0 ; sentinel 0, second half,
-  EOS]`` (the second half is one final noise span, as T5 masks end in
-  noise). Loss, and so bits per byte, falls on exactly the second half's
+  EOS]`` (the second half is one final noise span, a layout the span
+  masks produce: they end in noise with probability about r). Loss, and so bits per byte, falls on exactly the second half's
   tokens in every form.
 
 Masked LM has neither: a view that does not apply is reported with its

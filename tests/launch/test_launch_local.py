@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from launch import cli
 from launch import local
 
 PAYLOAD = str(pathlib.Path(__file__).with_name("launch_payload.py"))
@@ -131,3 +132,21 @@ def test_sigterm_on_one_process_stops_all_at_the_same_step(tmp_path):
                       "--workdir", workdir, *TRAIN, timeout=300)
   assert rc == 0, out
   assert f"from step {saved}" in out
+
+
+@pytest.mark.parametrize("counts, named", [
+    (["--processes", "0"], "--processes 0"),
+    (["--processes", "-1"], "--processes -1"),
+    (["--processes", "2", "--devices-per-process", "0"], "--devices-per-process 0"),
+    (["--processes", "0", "--devices-per-process", "0"], "--processes 0"),
+    (["--processes", "0", "--dry-run"], "--processes 0"),
+])
+def test_counts_below_one_exit_2_before_anything_starts(counts, named, tmp_path, capsys):
+  """In-process CLI: an error line naming the flag, exit 2, and no process ran."""
+  marker = tmp_path / "started"
+  argv = ["local", *counts, "--exec", "--", sys.executable, "-c",
+          f"open({str(marker)!r}, 'w').close()"]
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert "scaling launch local: error:" in err and named in err and "at least 1" in err
+  assert not marker.exists()

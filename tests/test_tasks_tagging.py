@@ -14,7 +14,7 @@ SOURCE = '''def f(x, *, y=0x1F):
     """
     # print the sum
     if x in y and not None:
-        return print(x, 1.5e3, b'\\x00', f"{x!r} in")
+        return print(x, 1.5e3, b'\\x00', r"in")
     return y  # trailing
 '''
 
@@ -38,10 +38,20 @@ def test_source_spans_match_the_tokenize_module():
   assert got == _by_tokenize(SOURCE)
   assert ("keyword", "None") in got and ("number", "0x1F") in got
   assert ("comment", "# print the sum") in got
-  assert ("string", 'f"{x!r} in"') in got
+  assert ("string", 'r"in"') in got
   # Names (print, x) and soft keywords are outside every span.
   assert not any(text in ("print", "x", "y") for _, text in got)
   assert all(e1 <= s2 for (_, _, e1), (_, s2, _) in zip(spans, spans[1:]))
+
+
+def test_an_f_string_is_one_string_span_on_every_python():
+  # Python >= 3.12 tokenizes f-strings into FSTRING_START ... FSTRING_END
+  # with the expressions inside; the span is the whole literal either way.
+  text = 'y = f"{x:{w}} and {\'if\'}" if x else 0\n'
+  spans = tagging.source_spans(text)
+  assert [(label, text[s:e]) for label, s, e in spans] == [
+      ("string", 'f"{x:{w}} and {\'if\'}"'), ("keyword", "if"),
+      ("keyword", "else"), ("number", "0")]
 
 
 def test_escape_round_trip_keeps_one_line_per_span():

@@ -109,7 +109,9 @@ class Task:
     """The candidate targets of a classification task (its label names).
 
     For ranked scoring: score each candidate's likelihood as the target of
-    an example and pick the best.
+    an example and pick the best, e.g. with the rows
+    ``task_rows([(e.input, c) for c in task.candidates()], seq_len)`` and
+    :func:`scaling.tasks.rows.answer_sums`.
 
     Raises:
       ValueError: the task is not a classification task.

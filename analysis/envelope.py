@@ -147,7 +147,8 @@ def best_per_group(points: pd.DataFrame, groups=None
   best["group_c"] = gmean[g]
   best["group_runs"] = runs_per[g]
   n_b = best["N"].to_numpy()
-  best["edge"] = (runs_per[g] >= 2) & ((n_b <= nmin[g]) | (n_b >= nmax[g]))
+  best["edge"] = ((runs_per[g] >= 2) & (nmax[g] > nmin[g])
+                  & ((n_b <= nmin[g]) | (n_b >= nmax[g])))
   best = best.sort_values(["group_c", "loss"], kind="stable")
   caveats = [f"budget C = {r.group_c:.3g}: its best run (N = {r.N:.3g}) is "
              f"its {'smallest' if r.N <= nmin[gi] else 'largest'} size, "

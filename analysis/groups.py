@@ -175,12 +175,14 @@ def fit_groups(df: pd.DataFrame, group_col: str, *, loss_col: str = "loss",
       (default ``<loss_col>_na`` when present).
     grid_decades, nominal: budget grouping (``isoflop.group_budgets``).
     n_resamples, seed, level: bootstrap.
-    order: optional group values in the order wanted (others follow).
+    order: optional group values in the order wanted (others follow); a
+      value without finished rows gets ``applicable`` None, "no finished
+      runs".
 
   Returns:
     dict group_col, loss_col, groups: list of per-group dicts (``group``,
-    ``applicable`` True with ``fit_frontier``'s fields, or False/None with
-    ``reason``).
+    ``applicable`` True with ``fit_frontier``'s fields, False (the loss is
+    not applicable, ``reason`` from ``na_col``) or None (no finished runs)).
 
   Raises:
     ValueError: a named column is missing.
@@ -197,11 +199,14 @@ def fit_groups(df: pd.DataFrame, group_col: str, *, loss_col: str = "loss",
   values = list(pd.unique(df[group_col].astype(str)))
   if order is not None:
     order = [str(v) for v in order]
-    values = [v for v in order if v in values] + [v for v in values
-                                                  if v not in order]
+    values = order + [v for v in values if v not in order]
   groups = []
   for value in values:
     rows = df[df[group_col].astype(str) == value]
+    if not len(rows):
+      groups.append(dict(group=value, applicable=None,
+                         reason="no finished runs"))
+      continue
     loss = pd.to_numeric(rows[loss_col], errors="coerce").to_numpy(np.float64)
     c = pd.to_numeric(rows[c_col], errors="coerce").to_numpy(np.float64)
     ok = np.isfinite(loss) & (loss > 0) & np.isfinite(c) & (c > 0)
@@ -271,16 +276,15 @@ def analyze(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
                       grid_decades, nominal=budgets, n_resamples=bootstrap_n,
                       seed=seed, level=level,
                       order=list(pd.unique(raw[group_by].astype(str))))
-  seen = {g["group"] for g in result["groups"]}
-  for value in pd.unique(raw[group_by].astype(str)):
-    if value in seen:
+  for g in result["groups"]:  # rows rejected on loading: say why
+    if g.get("applicable") is not None:
       continue
-    rows = raw[raw[group_by].astype(str) == value]
-    reason = "every row rejected (not finished, NaN or non-positive)"
+    rows = raw[raw[group_by].astype(str) == g["group"]]
     if na_col and rows[na_col].notna().any():
-      reason = str(rows[na_col].dropna().iloc[0])
-    result["groups"].append(dict(group=value, applicable=False,
-                                 reason=reason))
+      g.update(applicable=False, reason=str(rows[na_col].dropna().iloc[0]))
+    elif len(rows):
+      g["reason"] = ("every row rejected on loading (not finished, NaN or "
+                     "non-positive)")
   result.update(schema="scaling.analysis.groups/1", **table.to_json(),
                 loss_column=loss_src,
                 settings=dict(bootstrap=int(bootstrap_n), seed=int(seed),

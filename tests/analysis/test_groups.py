@@ -121,3 +121,19 @@ def test_group_by_cli_writes_fit_report_and_figure(tmp_path, capsys):
   assert "few: A*C^-gamma" in printed and "not identifiable" in printed
   assert cli.main([str(sweep), "--out", str(out), "--group-by", "nope"]) == 2
   assert "--group-by" in capsys.readouterr().err
+
+
+def test_order_lists_groups_without_finished_runs():
+  df = _table()
+  res = groups.fit_groups(df, "objective", loss_col="eval_loss",
+                          c_col="flops", n_col="params_total",
+                          budget_col="budget", n_resamples=0,
+                          order=["ul2", "causal"])
+  names = [g["group"] for g in res["groups"]]
+  assert names[:2] == ["ul2", "causal"]
+  assert res["groups"][0] == dict(group="ul2", applicable=None,
+                                  reason="no finished runs")
+  causal = res["groups"][1]
+  assert causal["bootstrap"]["requested"] == 0
+  assert "no bootstrap: the uncertainty is unknown" in causal["caveats"]
+  assert causal["gamma"]["ci"] is None

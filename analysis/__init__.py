@@ -12,7 +12,13 @@ Independent of training: every function works on plain arrays or on any CSV of
 * ``envelope``: Approach 1 (lower envelope of loss versus FLOPs).
 * ``isoflop``: Approach 2 (isoFLOP parabolas in log N).
 * ``allocation``: compute-optimal N_opt(C), D_opt(C).
-* ``bootstrap``: confidence intervals by resampling runs.
+* ``bootstrap``: confidence intervals by resampling runs (multi-start).
+* ``identify``: what the data can identify (spread, interval widths,
+  bootstrap success) → ``identifiable``, ``unreliable``, ``reasons``.
+* ``headline``: is the allocation exponent identified, do the approaches
+  agree (the first lines of report.md).
+* ``sensitivity``: refits under other N/C definitions, Huber δ, fewer runs.
+* ``groups``: the loss-versus-compute frontier per group (``--group-by``).
 * ``data_constrained``: effective-data law of Muennighoff et al. 2023.
 * ``plots``, ``report``, ``markdown``, ``cli``: figures, ``fit.json``,
   ``report.md`` and ``scaling analyze``.

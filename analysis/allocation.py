@@ -137,18 +137,44 @@ def numerical_optimum(params: dict, flops: FlopsModel, c, n_iter: int = 120
   return n, flops.tokens(n, c), loss_at(x)
 
 
-def allocate(params: dict, flops: FlopsModel, reference_flops) -> dict:
+def extrapolation(c: float, flops_range) -> float | None:
+  """How far budget c lies outside the runs' compute range, as a factor.
+
+  Args:
+    c: budget in FLOPs.
+    flops_range: (smallest, largest) compute of the runs, or None.
+
+  Returns:
+    c / largest when c is above the range (e.g. 100.0 = "×100 beyond the
+    largest budget"), c / smallest (< 1) when below it, None inside it
+    (0.1% tolerance: FLOP counts of one budget differ by a fraction of a
+    step).
+  """
+  if flops_range is None:
+    return None
+  lo, hi = (float(v) for v in flops_range)
+  if c > hi * 1.001:
+    return float(c / hi)
+  if c < lo / 1.001:
+    return float(c / lo)
+  return None
+
+
+def allocate(params: dict, flops: FlopsModel, reference_flops,
+             flops_range=None) -> dict:
   """Allocation at each reference budget, closed form or numerical.
 
   Args:
     params: dict A, B, E, alpha, beta.
     flops: FLOP model (``SIX_ND`` → closed form).
     reference_flops: budgets (FLOPs) to tabulate.
+    flops_range: (smallest, largest) compute of the fitted runs; rows
+      outside it get ``extrapolation`` (see ``extrapolation``).
 
   Returns:
     dict method, G/a/b (closed form) or effective a/b (numerical, local
     power-law slopes over the reference range), and ``table`` rows of
-    flops, N_opt, D_opt, tokens_per_param, loss.
+    flops, N_opt, D_opt, tokens_per_param, loss, extrapolation.
   """
   refs = [float(c) for c in reference_flops]
   out: dict = dict(flops_model=flops.to_json())
@@ -171,6 +197,8 @@ def allocate(params: dict, flops: FlopsModel, reference_flops) -> dict:
     n_g, d_g, _ = numerical_optimum(params, flops, grid)
     out["a"] = powerlaw.fit_power_law(grid, n_g).law.exponent
     out["b"] = powerlaw.fit_power_law(grid, d_g).law.exponent
+  for row in rows:
+    row["extrapolation"] = extrapolation(row["flops"], flops_range)
   out["table"] = rows
   return out
 

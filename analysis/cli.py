@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                       ("unique", "unique tokens U_D (data-constrained)"),
                       ("epochs", "epochs (U_D = D/epochs)")):
     cols.add_argument(f"--{role}-col", dest=f"{role}_col", help=help_)
+  cols.add_argument("--n-definition", choices=("total", "nonembedding"),
+                    default=None,
+                    help="which parameter count N defaults to: total "
+                    "(params_total, Chinchilla; default) or nonembedding "
+                    "(params_nonembedding, Kaplan et al.); --n-col overrides")
+  p.add_argument("--group-by", default=None, metavar="COLUMN",
+                 help="fit the loss-versus-compute frontier per value of "
+                 "COLUMN (e.g. objective) on each group's best run per "
+                 "isoFLOP budget, instead of the whole-table fits")
   p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                  help="drop the K highest-loss rows (Epoch AI drop 5)")
   p.add_argument("--bootstrap", type=int, default=100, metavar="K",
@@ -68,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="data-constrained base law: Approach 3 on single-epoch "
                  "runs, or Muennighoff et al.'s published values")
   p.add_argument("--no-plots", action="store_true", help="skip figures")
+  p.add_argument("--no-sensitivity", action="store_true",
+                 help="skip the sensitivity refits (N and C definitions, "
+                 "Huber delta, smallest runs)")
   return p
 
 
@@ -79,18 +91,36 @@ def main(argv: list[str]) -> int:
     parser.error("--drop-highest-loss and --bootstrap must be >= 0")
   from analysis import report
   opts = {k: v for k, v in vars(args).items()
-          if k not in ("path", "out", "no_plots")}
+          if k not in ("path", "out", "no_plots", "no_sensitivity")}
   opts["plots"] = not args.no_plots
+  opts["sensitivity"] = not args.no_sensitivity
   try:
     fit = report.analyze(args.path, args.out, **opts)
   except (FileNotFoundError, ValueError) as e:
     print(f"scaling analyze: error: {e}", file=sys.stderr)
     return 2
-  a3 = fit["approach3"]
   print(f"wrote {args.out}/fit.json, report.md and {len(fit['plots'])} plot "
         f"files; {fit['rows']['used']} runs")
+  from analysis import identify
+  if args.group_by:
+    for g in fit["groups"]:
+      if not g.get("applicable"):
+        print(f"{g['group']}: not applicable ({g.get('reason')})")
+        continue
+      law = ", ".join(f"{k}={g[k]['value']:.4g}" for k in ("E", "A", "gamma")
+                      if g.get(k))
+      print(f"{g['group']}: {g.get('law') or 'no law'} {law}; "
+            f"{identify.flag_text(g)}")
+    return 0
+  a3 = fit["approach3"]
   print("Approach 3: " + ", ".join(
       f"{k}={a3[k]['value']:.4g}" for k in ("E", "A", "B", "alpha", "beta")))
+  for key, name in (("approach3", "Approach 3"), ("allocation", "allocation"),
+                    ("approach2", "Approach 2"), ("approach1", "Approach 1"),
+                    ("frontier", "frontier")):
+    text = identify.flag_text(fit[key])
+    if text != "identifiable":
+      print(f"flag: {name}: {text}")
   for w in fit["warnings"]:
     print(f"warning: {w}")
   return 0

@@ -77,16 +77,20 @@ def fit_decay(n, d, unique, loss, base: dict, *,
     base: dict A, B, E, alpha, beta.
     delta: Huber δ on log loss.
     weights: optional [k] point weights (bootstrap counts).
-    start: optional (R*_N, R*_D) warm start; default a grid of starts.
+    start: optional (R*_N, R*_D) warm start, or a list of such starts;
+      default a grid of starts.
 
   Returns:
     dict R_N_star, R_D_star, objective, warnings.
   """
   n, d, u, loss = (np.asarray(v, np.float64) for v in (n, d, unique, loss))
   w = np.ones_like(n) if weights is None else np.asarray(weights, np.float64)
-  grid = ([np.log(start)] if start is not None else
-          [np.log(s) for s in itertools.product((1.0, 10.0, 100.0),
-                                                (1.0, 10.0, 100.0))])
+  if start is None:
+    grid = [np.log(s) for s in itertools.product((1.0, 10.0, 100.0),
+                                                 (1.0, 10.0, 100.0))]
+  else:
+    st = np.atleast_2d(np.asarray(start, np.float64))
+    grid = [np.log(row) for row in st]
   best = None
   with np.errstate(all="ignore"):
     for x0 in grid:

@@ -9,7 +9,17 @@ left out of the power laws, never silently fitted.
 
 The parabola fit is robust to one outlier: start from the best leave-one-out
 least-squares fit, then iterate Huber reweighting (k = 1.345,
-scale = 1.4826·MAD; Huber 1964, Holland & Welsch 1977).
+scale = 1.4826·MAD; Huber 1964, Holland & Welsch 1977). The final weights are
+returned per run (``budgets[].runs``), drawn on the isoFLOP plot and stated in
+the report: with 5–8 runs per budget the MAD scale is small and a run that
+the parabola does not pass through, the budget's best included, can be
+down-weighted. ``robust=False`` fits plain least squares (for comparison).
+
+Each budget's compute is its nominal value (budget column or given budgets)
+or the geometric mean of its runs' C; ``flops_at="vertex"`` instead reads C
+at the vertex from a log-linear fit of log C on log N within the budget (for
+FLOP counts under which a budget's runs differ in C, such as 6ND when the
+runs were matched on another count).
 """
 
 from __future__ import annotations
@@ -106,7 +116,8 @@ class Parabola:
     return float(self.x0 - self.coef[1] / (2.0 * self.coef[2]))
 
 
-def fit_parabola(n, loss, counts=None, n_iter: int = 30) -> Parabola:
+def fit_parabola(n, loss, counts=None, n_iter: int = 30,
+                 robust: bool = True) -> Parabola:
   """Robust parabola of loss in ln N (see module docstring).
 
   Args:
@@ -114,6 +125,7 @@ def fit_parabola(n, loss, counts=None, n_iter: int = 30) -> Parabola:
     loss: [k] final losses (nats).
     counts: optional [k] multiplicities (bootstrap resamples).
     n_iter: Huber reweighting iterations.
+    robust: False = weighted least squares only (weights = counts).
 
   Raises:
     ValueError: with fewer than 3 distinct N.
@@ -126,7 +138,9 @@ def fit_parabola(n, loss, counts=None, n_iter: int = 30) -> Parabola:
   x0 = float(np.sum(cnt * x) / np.sum(cnt))
   u = x - x0
   coef, _ = _wls(u, y, cnt)
-  if x.size >= 5 and np.unique(x).size >= 4:  # best leave-one-out start
+  if not robust:
+    n_iter = 0
+  if robust and x.size >= 5 and np.unique(x).size >= 4:  # leave-one-out start
     best = None
     for i in range(x.size):
       keep = np.arange(x.size) != i
@@ -147,7 +161,7 @@ def fit_parabola(n, loss, counts=None, n_iter: int = 30) -> Parabola:
     rw = np.where(ar <= HUBER_K * scale, 1.0, HUBER_K * scale / np.maximum(
         ar, 1e-300))
     new, _ = _wls(u, y, cnt * rw)
-    if np.allclose(new, coef, rtol=1e-12, atol=1e-15):
+    if np.all(np.abs(new - coef) <= 1e-15 + 1e-12 * np.abs(coef)):
       coef = new
       break
     coef = new
@@ -164,7 +178,8 @@ def fit_parabola(n, loss, counts=None, n_iter: int = 30) -> Parabola:
   return Parabola(coef, x0, c2_se, dof, rw)
 
 
-def _budget_fit(n, d, loss, counts=None) -> tuple[Parabola | None, dict]:
+def _budget_fit(n, d, loss, counts=None, robust: bool = True, c=None,
+                flops_at: str = "budget") -> tuple[Parabola | None, dict]:
   """Fits one budget; returns (parabola or None, json with flags)."""
   info: dict = dict(n_points=int(n.size if counts is None else counts.sum()),
                     flags=[])
@@ -172,9 +187,13 @@ def _budget_fit(n, d, loss, counts=None) -> tuple[Parabola | None, dict]:
     info["flags"].append(f"too few points: need >= {MIN_POINTS} runs at >= 3 "
                          "sizes")
     return None, info
-  par = fit_parabola(n, loss, counts)
+  par = fit_parabola(n, loss, counts, robust=robust)
   c2 = float(par.coef[2])
-  info.update(curvature=c2, curvature_se=par.c2_se)
+  best = int(np.argmin(loss))
+  info.update(curvature=c2, curvature_se=par.c2_se,
+              runs=[dict(N=float(ni), loss=float(li), weight=float(wi))
+                    for ni, li, wi in zip(n, loss, par.weights)],
+              best_run_weight=float(par.weights[best]))
   if c2 <= 0:
     info["flags"].append(f"curvature not positive (c2 = {c2:.3g})")
   else:
@@ -194,11 +213,15 @@ def _budget_fit(n, d, loss, counts=None) -> tuple[Parabola | None, dict]:
     slope, icpt = np.polyfit(lx, ld, 1)  # log D is ~linear in log N at fixed C
     info.update(N_opt=float(np.exp(xv)), D_opt=float(np.exp(icpt + slope * xv)),
                 loss_min=float(par(np.exp(xv))))
+    if flops_at == "vertex" and c is not None:
+      cs, ci = np.polyfit(lx, np.log(c), 1)
+      info["flops_vertex"] = float(np.exp(ci + cs * xv))
   return par, info
 
 
 def fit_approach2(n, d, c, loss, budget=None, grid_decades: float = 0.1,
-                  counts=None, nominal=None) -> dict:
+                  counts=None, nominal=None, robust: bool = True,
+                  flops_at: str = "budget", labels=None) -> dict:
   """Approach 2 over all budgets.
 
   Args:
@@ -207,6 +230,11 @@ def fit_approach2(n, d, c, loss, budget=None, grid_decades: float = 0.1,
     grid_decades: log grid for grouping when ``budget`` is absent.
     counts: optional [k] multiplicities (bootstrap).
     nominal: optional list of budgets to group around (``group_budgets``).
+    robust: Huber-reweighted parabolas (default) or plain least squares.
+    flops_at: "budget" (the budget's C) or "vertex" (C at the vertex, see
+      the module docstring) as the abscissa of the power laws.
+    labels: optional ([k] int labels, [G] budget FLOPs) that replace the
+      grouping (e.g. the sweep's budgets kept under another FLOP count).
 
   Returns:
     dict with ``budgets`` (per budget: flops, n_points, flags, included,
@@ -220,13 +248,24 @@ def fit_approach2(n, d, c, loss, budget=None, grid_decades: float = 0.1,
     keep = cnt > 0
     n, d, c, loss, cnt = n[keep], d[keep], c[keep], loss[keep], cnt[keep]
     budget = None if budget is None else np.asarray(budget)[keep]
-  labels, values, method = group_budgets(c, budget, grid_decades, nominal)
+    if labels is not None:
+      labels = (np.asarray(labels[0])[keep], labels[1])
+  if labels is None:
+    labels, values, method = group_budgets(c, budget, grid_decades, nominal)
+  else:
+    labels, values = np.asarray(labels[0]), np.asarray(labels[1])
+    method = "given groups"
+  if flops_at not in ("budget", "vertex"):
+    raise ValueError(f"flops_at must be 'budget' or 'vertex', got "
+                     f"{flops_at!r}")
   budgets, parabolas = [], {}
   for g, cb in enumerate(values):
     m = labels == g
     par, info = _budget_fit(n[m], d[m], loss[m],
-                            None if cnt is None else cnt[m])
-    info["flops"] = float(cb)
+                            None if cnt is None else cnt[m], robust, c[m],
+                            flops_at)
+    info["flops"] = float(info.pop("flops_vertex", cb))
+    info["budget_flops"] = float(cb)
     info["included"] = not info["flags"]
     if par is not None:
       info["parabola"] = dict(c0=float(par.coef[0]), c1=float(par.coef[1]),
@@ -246,6 +285,10 @@ def fit_approach2(n, d, c, loss, budget=None, grid_decades: float = 0.1,
                            "budget(s), need >= 2 with an interior minimum")
     return out
   cs = np.array([b["flops"] for b in inc])
+  if np.unique(cs).size < 2:
+    out["warnings"].append("not identifiable: the usable budgets share one "
+                           "compute value")
+    return out
   fa = powerlaw.fit_power_law(cs, [b["N_opt"] for b in inc])
   fb = powerlaw.fit_power_law(cs, [b["D_opt"] for b in inc])
   out.update(a=fa.to_json(), b=fb.to_json(), identifiable=True,

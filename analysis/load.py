@@ -10,11 +10,20 @@ the default columns are
     D = tokens, C = flops (our exact count), loss = eval_loss,
     run = run, step = step, isoFLOP group = budget (when present).
 
+``n_definition="nonembedding"`` makes N default to ``params_nonembedding``
+(Kaplan et al. 2020's N) instead; ``n_col`` overrides either.
+
 Any other CSV names its columns (``n_col`` …); unnamed roles fall back to a
 short list of common names (e.g. ``Model Size``, ``Training FLOP``, ``loss``).
 When only C is known, D = C/(6N); when only D is known, C = 6ND; both are said
 in ``notes`` and ``columns``. Rows that are failed, NaN/inf or non-positive in a
 used column are rejected and counted by reason.
+
+For the sensitivity refits (``analysis.sensitivity``) the table also carries,
+when the source allows it, the other N definition (``N_alt``: non-embedding
+when N is total, total when N is non-embedding) and the other FLOP count
+(``C_alt``: 6·N·D, from ``flops_6nd`` when N is total, when C is an exact
+count; the exact count when C is 6ND), described in ``Table.alternatives``.
 """
 
 from __future__ import annotations
@@ -39,6 +48,12 @@ ALIASES = dict(
     epochs=("epochs",),
     schedule=("schedule", "lr_schedule"),
 )
+N_TOTAL = ("params_total", "N", "Model Size", "num_params", "params",
+           "n_params")
+N_NONEMBEDDING = ("params_nonembedding", "N_no_emb", "non_embedding_params",
+                  "params_non_embedding")
+C_6ND = ("flops_6nd", "C_6ND")
+N_DEFINITIONS = ("total", "nonembedding")
 ROLE_FLAGS = dict(n="--n-col", d="--d-col", c="--c-col", loss="--loss-col",
                   run="--run-col", step="--step-col", budget="--budget-col",
                   unique="--unique-col", epochs="--epochs-col")
@@ -59,6 +74,10 @@ class Table:
     n_rows: rows read from the runs table.
     notes: human-readable remarks (derivations, defaults).
     source: dict(path, kind) with kind "sweep" or "csv".
+    n_definition: "total", "nonembedding" or "as given" (N's column is
+      neither a known total nor a known non-embedding name).
+    alternatives: role ("N", "C") → dict(label, column) of the ``N_alt`` /
+      ``C_alt`` columns of ``runs``, or a string saying why there is none.
   """
 
   runs: pd.DataFrame
@@ -69,10 +88,13 @@ class Table:
   n_rows: int
   notes: list
   source: dict
+  n_definition: str = "as given"
+  alternatives: dict = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict:
     """JSON-ready dict of the fields."""
     return dict(source=self.source, columns=self.columns,
+                n_definition=self.n_definition,
                 rows=dict(read=self.n_rows, used=int(len(self.runs)),
                           rejected=self.rejected),
                 curves=None if self.curves is None else dict(
@@ -108,12 +130,31 @@ def _reject(df: pd.DataFrame, mask: np.ndarray, reason: str, rejected: dict):
   return df[~mask]
 
 
+def results_csv(path: str) -> str:
+  """The CSV behind ``path``: ``path/results.csv`` for a sweep directory.
+
+  Raises:
+    FileNotFoundError: no such file, or a directory without results.csv.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    results = os.path.join(path, "results.csv")
+    if not os.path.exists(results):
+      raise FileNotFoundError(f"{path} is a directory without results.csv "
+                              "(expected a sweep directory, DESIGN.md §3)")
+    return results
+  if os.path.exists(path):
+    return path
+  raise FileNotFoundError(f"no such file or directory: {path}")
+
+
 def load_table(path: str, *, n_col: str | None = None,
                d_col: str | None = None, c_col: str | None = None,
                loss_col: str | None = None, run_col: str | None = None,
                step_col: str | None = None, budget_col: str | None = None,
                unique_col: str | None = None, epochs_col: str | None = None,
-               drop_highest_loss: int = 0) -> Table:
+               drop_highest_loss: int = 0, n_definition: str | None = None,
+               keep: tuple = ()) -> Table:
   """Reads a sweep directory or a CSV into a ``Table``.
 
   Args:
@@ -127,24 +168,35 @@ def load_table(path: str, *, n_col: str | None = None,
     epochs_col: epochs; U_D = D/epochs when ``unique_col`` is absent.
     drop_highest_loss: drop this many highest-loss rows after cleaning
       (Besiroglu et al. 2024 drop 5 of Epoch's 245 points).
+    n_definition: "total" (default) or "nonembedding": which parameter
+      count N defaults to when ``n_col`` is not given.
+    keep: further source columns copied into ``runs`` unchanged (e.g. a
+      group column); a missing one raises.
 
   Raises:
     FileNotFoundError: no such file, or a directory without results.csv.
-    ValueError: a named column is missing, or N/loss or both D and C absent.
+    ValueError: a named column is missing, N/loss or both D and C absent,
+      or an unknown ``n_definition``.
   """
+  if n_definition not in (None,) + N_DEFINITIONS:
+    raise ValueError(f"--n-definition must be one of {N_DEFINITIONS}, got "
+                     f"{n_definition!r}")
   path = os.fspath(path)
-  if os.path.isdir(path):
-    results = os.path.join(path, "results.csv")
-    if not os.path.exists(results):
-      raise FileNotFoundError(f"{path} is a directory without results.csv "
-                              "(expected a sweep directory, DESIGN.md §3)")
-    kind, defaults, csv_path = "sweep", SWEEP_DEFAULTS, results
-  elif os.path.exists(path):
-    kind, defaults, csv_path = "csv", None, path
-  else:
-    raise FileNotFoundError(f"no such file or directory: {path}")
+  csv_path = results_csv(path)
+  kind, defaults = (("sweep", SWEEP_DEFAULTS) if os.path.isdir(path) else
+                    ("csv", None))
   df = pd.read_csv(csv_path)
   n_rows = len(df)
+  for name in keep:
+    if name not in df.columns:
+      raise ValueError(f"column {name!r} not in table; columns are "
+                       f"{list(df.columns)}")
+  if n_definition == "nonembedding" and not n_col:
+    n_col = next((c for c in N_NONEMBEDDING if c in df.columns), None)
+    if n_col is None:
+      raise ValueError("--n-definition nonembedding: no non-embedding "
+                       f"parameter column ({', '.join(N_NONEMBEDDING)}); "
+                       "name one with --n-col")
   given = dict(n=n_col, d=d_col, c=c_col, loss=loss_col, run=run_col,
                step=step_col, budget=budget_col, unique=unique_col,
                epochs=epochs_col)
@@ -198,6 +250,10 @@ def load_table(path: str, *, n_col: str | None = None,
   if cols["schedule"] is not None:
     out["schedule"] = df[cols["schedule"]].astype(str)
     columns["schedule"] = cols["schedule"]
+  for name in keep:
+    if name not in out.columns:
+      out[name] = df[name]
+  n_def, alternatives = _alternatives(df, out, cols)
 
   used = ["N", "D", "C", "loss"] + (["unique_tokens"] if "unique_tokens" in out
                                     else [])
@@ -212,7 +268,7 @@ def load_table(path: str, *, n_col: str | None = None,
     out = _reject(out, mask, f"{drop_highest_loss} highest losses dropped",
                   rejected)
   if kind == "sweep":
-    notes.append("sweep defaults: N=params_total, D=tokens, C=flops (exact "
+    notes.append(f"sweep defaults: N={cols['n']}, D=tokens, C=flops (exact "
                  "count), loss=eval_loss, isoFLOP groups from 'budget' when "
                  "present (explicit flags override)")
 
@@ -236,7 +292,46 @@ def load_table(path: str, *, n_col: str | None = None,
     curves, curves_rejected = _load_curves(
         os.path.join(path, "curves.csv"), out, cols, step_col, loss_col)
   return Table(out.reset_index(drop=True), curves, columns, rejected,
-               curves_rejected, n_rows, notes, dict(path=path, kind=kind))
+               curves_rejected, n_rows, notes, dict(path=path, kind=kind),
+               n_def, alternatives)
+
+
+def _alternatives(df: pd.DataFrame, out: pd.DataFrame, cols: dict):
+  """N's definition and the other N / C columns (``N_alt``, ``C_alt``)."""
+  alt: dict = {}
+  n_name = cols["n"]
+  if n_name in N_NONEMBEDDING:
+    n_def, other, other_def = "nonembedding", N_TOTAL, "total"
+  elif n_name in N_TOTAL:
+    n_def, other, other_def = "total", N_NONEMBEDDING, "non-embedding"
+  else:
+    n_def, other, other_def = "as given", (), None
+  o = next((c for c in other if c in df.columns and c != n_name), None)
+  if o is not None:
+    out["N_alt"] = _num(df.loc[out.index, o])
+    alt["N"] = dict(label=f"{other_def} (`{o}`)", column=o)
+  elif other_def is None:
+    alt["N"] = (f"N = `{n_name}` is neither a known total nor a known "
+                "non-embedding column, so the other definition is unknown")
+  else:
+    alt["N"] = f"the table has no {other_def} parameter column"
+  if cols["c"] is None:
+    alt["C"] = ("C = 6ND by construction (no FLOPs column); no other count "
+                "is known")
+  elif cols["d"] is None:
+    alt["C"] = ("D was derived as C/(6N), so C = 6ND by construction; no "
+                "other count is known")
+  elif cols["c"] in C_6ND:
+    alt["C"] = "C is already 6ND and the table has no exact FLOP count"
+  else:
+    six = next((c for c in C_6ND if c in df.columns), None)
+    if six is not None and n_def == "total":
+      out["C_alt"] = _num(df.loc[out.index, six])
+      alt["C"] = dict(label=f"6ND (`{six}`)", column=six)
+    else:
+      out["C_alt"] = 6.0 * out["N"] * out["D"]
+      alt["C"] = dict(label="6ND (computed from N and D)", column=None)
+  return n_def, alt
 
 
 def _load_curves(path: str, runs: pd.DataFrame, cols: dict,

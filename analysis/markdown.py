@@ -1,6 +1,26 @@
-"""report.md: a short human-readable view of fit.json with its figures."""
+"""report.md: a human-readable view of fit.json with its figures.
+
+The first lines are the headline (``headline.lines``): whether the
+allocation exponent is identified and whether the approaches agree. Every
+number is printed with its interval or with why it has none; a fit that is
+not identifiable or unreliable says so next to its numbers.
+"""
 
 from __future__ import annotations
+
+from analysis import headline, identify
+
+N_WHY = (
+    "Kaplan et al. 2020 count non-embedding parameters, Hoffmann et al. 2022 "
+    "(Chinchilla) all of them. At small scale, where embeddings and the "
+    "output layer are a large share of the model, the two give different "
+    "exponents: Pearce & Song 2024 (arXiv 2406.12907) trace much of the gap "
+    "between Kaplan's and Chinchilla's allocations to this choice, and Porian "
+    "et al. 2024 (arXiv 2406.19146) to the output layer's compute (and to "
+    "warmup and optimizer settings). The default is total parameters: the "
+    "allocation is about what is trained and paid for, and Chinchilla's "
+    "allocation, the usual reference, counts all parameters. Choose with "
+    "`--n-definition total|nonembedding` (or `--n-col`).")
 
 
 def _num(v, digits: int = 4) -> str:
@@ -11,16 +31,23 @@ def _num(v, digits: int = 4) -> str:
   return str(v)
 
 
-def _coef(c, digits: int = 4) -> str:
-  """'value [lo, hi]' or 'not identifiable'."""
+def _coef(c, digits: int = 4, flag: bool = True) -> str:
+  """'value [lo, hi]', with why an interval is missing or not informative."""
   if c is None:
     return "n/a"
   if c.get("identifiable") is False:
     return f"not identifiable ({_num(c['value'], digits)} is arbitrary)"
   s = _num(c["value"], digits)
   ci = c.get("ci")
-  if ci and ci[0] is not None:
+  if c.get("ci_zero_width"):
+    s += " (zero-width interval: every resample gave this value; not an "
+    s += "uncertainty)"
+  elif ci and ci[0] is not None:
     s += f" [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+  elif c.get("n_ok", 0) < 2 and "n_ok" in c:
+    s += " (no interval: fewer than 2 resamples succeeded)"
+  if flag and c.get("flag") and not c.get("ci_zero_width"):
+    s += f" ⚠ {c['flag']}"
   return s
 
 
@@ -29,6 +56,44 @@ def _table(rows, header) -> list[str]:
          "|" + "---|" * len(header)]
   out += ["| " + " | ".join(r) + " |" for r in rows]
   return out
+
+
+def _boot(entry) -> str:
+  b = (entry or {}).get("bootstrap") or {}
+  if not b.get("requested"):
+    return "none"
+  if b.get("succeeded") is None:
+    return "none (nothing fitted)"
+  s = f"{b['succeeded']} of {b['requested']}"
+  if b.get("left_full_data_optimum") is not None:
+    s += f" ({b['left_full_data_optimum']} left the full-data optimum)"
+  return s
+
+
+def _flag_line(name: str, entry) -> list[str]:
+  """'**Approach 3: not identifiable** — reasons' (nothing if fine)."""
+  if entry is None:
+    return []
+  text = identify.flag_text(entry)
+  if text == "identifiable":
+    return [f"Flags: identifiable; bootstrap resamples succeeded: "
+            f"{_boot(entry)}.", ""]
+  return [f"**{name}: {text}.** Bootstrap resamples succeeded: "
+          f"{_boot(entry)}.", ""]
+
+
+def _caveats(entry) -> list[str]:
+  cav = (entry or {}).get("caveats") or []
+  return [f"- {c}" for c in cav] + ([""] if cav else [])
+
+
+def _n_sentence(fit: dict) -> str:
+  col = fit["columns"].get("N")
+  ndef = fit.get("n_definition", "as given")
+  what = {"total": "total parameters (Chinchilla's convention)",
+          "nonembedding": "non-embedding parameters (Kaplan et al.'s N)"}.get(
+              ndef, "as named (its definition is the table's)")
+  return f"N = `{col}`: {what}. {N_WHY}"
 
 
 def render(fit: dict) -> str:
@@ -41,22 +106,51 @@ def render(fit: dict) -> str:
   s = fit["settings"]
   lvl = f"{100 * s['level']:.0f}%"
   rows = fit["rows"]
-  lines = ["# Scaling-law analysis", "",
-           f"Source: `{fit['source']['path']}` ({fit['source']['kind']}). "
-           f"Runs used: {rows['used']} of {rows['read']}; rejected: "
-           f"{rows['rejected'] or 'none'}.", "",
-           "Columns: " + ", ".join(f"{k} = `{v}`" for k, v in
-                                   fit["columns"].items() if v) + ".", ""]
+  lines = ["# Scaling-law analysis", ""]
+  lines += headline.lines(fit["summary"])
+  lines += [f"Source: `{fit['source']['path']}` ({fit['source']['kind']}). "
+            f"Runs used: {rows['used']} of {rows['read']}; rejected: "
+            f"{rows['rejected'] or 'none'}.", "",
+            "Columns: " + ", ".join(f"{k} = `{v}`" for k, v in
+                                    fit["columns"].items() if v) + ".", "",
+            _n_sentence(fit), ""]
   fm = fit["flops_model"]
   lines += ["FLOPs: " + ("C = 6ND (closed-form allocation)" if fm["is_6nd"]
                           else f"C = {fm['kappa']:.4g}·N^{fm['q']:.4g}·D "
                           "fitted "
                           f"to the runs (max error {fm['max_rel_error']:.1%}; "
-                          "numerical allocation)") + ".", ""]
-  lines += [f"Intervals: {lvl} percentile bootstrap over {s['bootstrap']} "
-            "resamples of runs" if s["bootstrap"] else
-            "Intervals: none (bootstrap disabled)", ""]
+                          "numerical allocation)") +
+            f". Compute range of the runs: {s['flops_range'][0]:.3g} to "
+            f"{s['flops_range'][1]:.3g} FLOPs.", ""]
+  if s["bootstrap"]:
+    parts = [f"{name} {_boot(fit.get(key))}" for key, name in (
+        ("approach3", "Approach 3"), ("mle", "likelihood fit"),
+        ("approach2", "Approach 2"), ("approach1", "Approach 1"),
+        ("frontier", "frontier"), ("data_constrained", "data-constrained"))
+             if fit.get(key) and (fit[key].get("bootstrap") or {}).get(
+                 "succeeded") is not None]
+    lines += [f"Intervals: {lvl} percentile bootstrap over {s['bootstrap']} "
+              "resamples of runs (the run is the resampling unit); "
+              "resamples that succeeded: " + "; ".join(parts) + ". A fit "
+              f"below {identify.MIN_SUCCESS:.0%} is marked unreliable.", ""]
+  else:
+    lines += ["Intervals: none (bootstrap disabled): no uncertainty is "
+              "known.", ""]
   lines += [f"- {n}" for n in fit.get("notes", [])]
+  lines += ["", "## Flags", ""]
+  flag_rows = []
+  for key, name in (("approach3", "Approach 3"), ("mle", "likelihood fit"),
+                    ("allocation", "allocation"), ("approach2", "Approach 2"),
+                    ("approach1", "Approach 1"), ("frontier", "frontier"),
+                    ("data_constrained", "data-constrained")):
+    e = fit.get(key)
+    if e is None:
+      continue
+    flag_rows.append([name, "yes" if e.get("identifiable") else "**no**",
+                      "**yes**" if e.get("unreliable") else "no", _boot(e),
+                      "; ".join(e.get("reasons") or []) or "—"])
+  lines += _table(flag_rows, ["fit", "identifiable", "unreliable",
+                              "resamples succeeded", "reasons"])
   lines += ["", "## Warnings", ""]
   lines += [f"- **{w}**" for w in fit["warnings"]] or ["- none"]
 
@@ -64,21 +158,32 @@ def render(fit: dict) -> str:
   lines += ["", "## Approach 3: L(N, D) = E + A/N^α + B/D^β", "",
             f"Huber δ = {a3['huber_delta']:g} on log loss, summed; L-BFGS from "
             f"{a3['n_starts']} starts; objective {a3['objective']:.6g} "
-            f"({a3['n_points']} runs, {a3['seconds']:.2f} s).", ""]
-  lines += _table([[k, _coef(a3[k])] for k in ("E", "A", "B", "alpha", "beta")],
+            f"({a3['n_points']} runs, {a3['seconds']:.2f} s); residual RMS "
+            f"{a3['rms_log_residual']:.3g} in log loss.", ""]
+  lines += _flag_line("Approach 3", a3)
+  lines += _table([[k, _coef(a3[k])] for k in ("E", "A", "B", "alpha",
+                                                "beta")],
                   ["parameter", f"value [{lvl} CI]"])
+  lines += [""] + _caveats(a3)
   ml = fit["mle"]
-  lines += ["", "Maximum likelihood (Besiroglu et al. 2024 §3, start: "
+  lines += ["Maximum likelihood (Besiroglu et al. 2024 §3, start: "
             f"{ml['start']}): " + ", ".join(
                 f"{k} = {_coef(ml[k])}" for k in
-                ("E", "A", "B", "alpha", "beta", "sigma")) + ".", ""]
+                ("E", "A", "B", "alpha", "beta")) + ". "
+            f"Huber scale σ = {_coef(ml['huber_scale'], 3, flag=False)}: the "
+            "scale of the Huber density of the log-loss residuals, not their "
+            "size (with δ = 1e-3 almost every |r|/σ exceeds δ, so σ ≈ "
+            f"δ·mean|r|); residual RMS = {ml['rms_log_residual']:.3g} in log "
+            "loss.", ""]
+  lines += _flag_line("Likelihood fit", ml)
   lines += img("contours of L(N, D)", "contours") + img("residuals",
                                                          "residuals")
 
   al = fit["allocation"]
   lines += ["## Compute-optimal allocation", ""]
-  if not al.get("identifiable"):
-    lines += ["Not identifiable from these runs (see warnings).", ""]
+  lines += _flag_line("Allocation", al)
+  if not al.get("table"):
+    lines += ["Not computed from these runs (see warnings).", ""]
   else:
     lines += [f"Method: {al['method']}."]
     if "a" in al:
@@ -87,32 +192,47 @@ def render(fit: dict) -> str:
                 f"b = {_coef(al['b'])}{extra}.", ""]
     lines += _table([[f"{r['flops']:.3g}", _coef(r["N_opt"], 3),
                       _coef(r["D_opt"], 3), _coef(r["tokens_per_param"], 3),
-                      _num(r["loss"])] for r in al["table"]],
+                      _num(r["loss"]), _extrapolation(r.get("extrapolation"))]
+                     for r in al["table"]],
                     ["C (FLOPs)", "N_opt (params)", "D_opt (tokens)",
-                     "tokens/param", "loss (nats)"])
+                     "tokens/param", "loss (nats)", "range"])
   lines += [""] + img("optimal N and D versus C", "optimal_allocation")
 
   a2 = fit["approach2"]
   lines += ["## Approach 2: isoFLOP parabolas", "",
             f"Budgets grouped by {a2['grouping']}"
             + (f"; {a2['unassigned']} runs in no budget" if a2.get("unassigned")
-               else "") + ".", ""]
+               else "") + ". The parabolas are robust fits (Huber "
+            "reweighting, k = 1.345 × 1.4826·MAD): a run far from its "
+            "budget's parabola gets a weight below 1, shown on the isoFLOP "
+            "plot by marker size and opacity; the column 'best run weight' "
+            "gives the weight of each budget's lowest-loss run.", ""]
+  lines += _flag_line("Approach 2", a2)
   lines += _table([[f"{b['flops']:.3g}", str(b["n_points"]),
                     _num(b.get("N_opt")), _num(b.get("D_opt")),
+                    _num(b.get("best_run_weight"), 2),
                     "; ".join(b["flags"]) or "used"] for b in a2["budgets"]],
-                  ["budget C", "runs", "N_opt", "D_opt", "status"])
+                  ["budget C", "runs", "N_opt", "D_opt", "best run weight",
+                   "status"])
   lines += ["", f"a = {_coef(a2['a'])}, b = {_coef(a2['b'])}.", ""]
+  lines += _caveats(a2)
   lines += img("isoFLOP curves", "isoflop")
   a1 = fit["approach1"]
   lines += ["## Approach 1: envelope of loss versus FLOPs", "",
-            f"Points: {a1['points']}. {a1['n_front']} points of "
-            f"{a1['front_runs']} runs on the envelope; a = {_coef(a1['a'])}, "
-            f"b = {_coef(a1['b'])}.", ""]
+            f"Method: {a1['method']}. Points: {a1['points']}. "
+            f"{a1['n_front']} envelope points of {a1['front_runs']} runs; "
+            f"a = {_coef(a1['a'])}, b = {_coef(a1['b'])}.", ""]
+  lines += _flag_line("Approach 1", a1)
+  lines += _caveats(a1)
   fr = fit["frontier"]
-  if fr:
+  if fr.get("fitted"):
     lines += [f"Frontier L(C) = E + A·C^-γ on {fr['fitted_on']}: "
               f"E = {_coef(fr['E'])}, A = {_coef(fr['A'])}, "
               f"γ = {_coef(fr['gamma'])}.", ""]
+  else:
+    lines += [f"Frontier L(C) = E + A·C^-γ: not fitted ("
+              + "; ".join(fr.get("reasons") or []) + ").", ""]
+  lines += _flag_line("Frontier", fr) if fr.get("fitted") else []
   lines += img("loss versus compute", "loss_vs_compute")
   dc = fit.get("data_constrained")
   if dc:
@@ -120,4 +240,88 @@ def render(fit: dict) -> str:
               f"Base law: {dc['base']['source']}; "
               f"R*_N = {_coef(dc['R_N_star'])}"
               f", R*_D = {_coef(dc['R_D_star'])} ({dc['n_points']} runs).", ""]
+    lines += _flag_line("Data-constrained", dc)
+  lines += _sensitivity(fit.get("sensitivity"), fit)
+  return "\n".join(lines) + "\n"
+
+
+def _extrapolation(x) -> str:
+  if x is None:
+    return "within the runs' compute"
+  if x > 1:
+    return f"**extrapolation ×{x:.3g} beyond the largest budget**"
+  return f"**extrapolation ×{1 / x:.3g} below the smallest budget**"
+
+
+def _sensitivity(sens, fit) -> list[str]:
+  """The sensitivity section (Li, Kudugunta & Zettlemoyer 2025)."""
+  out = ["## Sensitivity to the fitting choices", ""]
+  if sens is None:
+    return out + ["Not run (`--no-sensitivity`).", ""]
+  out += ["Li, Kudugunta & Zettlemoyer 2025 (\"(Mis)Fitting Scaling Laws\", "
+          "arXiv 2502.18969) show that allocations move with choices made "
+          "before any fit. Each row changes one choice and refits Approach 3 "
+          "(then the allocation) and Approach 2; tokens/param is D_opt/N_opt "
+          "at the largest compute of that row's runs. '=' marks an approach "
+          "the choice does not affect (copied from the default).", "",
+          f"Default N: {_n_sentence(fit)}", ""]
+
+  def cell(r, key, field, digits=3):
+    e = r.get(key)
+    if e is None:
+      return "not fitted"
+    v = _num(e[field], digits)
+    return "= " + v if r["same_as_default"][key] else v
+
+  rows = [[r["choice"], str(r["n_runs"]), cell(r, "approach3", "a"),
+           cell(r, "approach3", "b"), cell(r, "approach3", "tokens_per_param"),
+           cell(r, "approach2", "a"), cell(r, "approach2", "b"),
+           cell(r, "approach2", "tokens_per_param")] for r in sens["rows"]]
+  out += _table(rows, ["choice", "runs", "A3 a", "A3 b", "A3 tokens/param",
+                       "A2 a", "A2 b", "A2 tokens/param"])
+  out += ["", sens["sentence"], ""]
+  if sens["unavailable"]:
+    out += ["Choices this table does not allow:"]
+    out += [f"- {u}" for u in sens["unavailable"]] + [""]
+  return out
+
+
+def render_groups(fit: dict) -> str:
+  """Markdown report of a per-group frontier fit.json (``groups.analyze``)."""
+  made = set(fit.get("plots") or ())
+  s = fit["settings"]
+  lvl = f"{100 * s['level']:.0f}%"
+  lines = [f"# Loss-versus-compute frontier per `{fit['group_col']}`", ""]
+  ok = [g for g in fit["groups"] if g.get("applicable")]
+  good = [g["group"] for g in ok if g.get("identifiable")
+          and not g.get("unreliable")]
+  lines += [f"**{len(good)} of {len(fit['groups'])} groups have an "
+            "identifiable, reliable frontier**"
+            + (f" ({', '.join(good)})" if good else "") + ".", "",
+            f"Source: `{fit['source']['path']}`; loss = "
+            f"`{fit['loss_column']}`; compute = `{fit['columns']['C']}`. "
+            "Each group's frontier L(C) = E + A·C^-γ is fitted on its "
+            "compute-optimal runs (each isoFLOP budget's lowest-loss run); "
+            f"intervals: {lvl} percentile bootstrap over {s['bootstrap']} "
+            "resamples of the group's runs.", ""]
+  rows = []
+  for g in fit["groups"]:
+    if not g.get("applicable"):
+      rows.append([g["group"], "—", "—", "not applicable", "—", "—", "—",
+                   g.get("reason") or ""])
+      continue
+    e_text = ("0 (assumed)" if g.get("law") == "A*C^-gamma" else
+              _coef(g.get("E"), 3))
+    rows.append([g["group"], str(g["n_runs"]), str(g["n_budgets"]),
+                 g.get("law") or "none", e_text,
+                 _coef(g.get("A"), 3), _coef(g.get("gamma"), 3),
+                 identify.flag_text(g) + f"; resamples succeeded {_boot(g)}"])
+  lines += _table(rows, ["group", "runs", "budgets", "law", "E", "A", "γ",
+                         "flags"])
+  lines += [""]
+  for g in ok:
+    if g.get("caveats"):
+      lines += [f"{g['group']}:"] + [f"- {c}" for c in g["caveats"]] + [""]
+  if "frontier_by_group.png" in made:
+    lines += ["![frontier per group](frontier_by_group.png)", ""]
   return "\n".join(lines) + "\n"

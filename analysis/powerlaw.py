@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,63 +145,201 @@ class SaturatingPowerLaw:
     return dict(E=self.E, A=self.A, gamma=self.gamma)
 
 
-def fit_saturating(c, loss, theta0=None) -> tuple[SaturatingPowerLaw, float]:
+E_FLOOR = 1e-6  # E >= E_FLOOR * min(loss): the bound E -> 0, reported as such
+
+
+def saturating_starts(loss) -> np.ndarray:
+  """[16, 3] starts (e, a at the median log C, γ) for ``fit_saturating``.
+
+  E at 0, 50, 80, 95% of the lowest loss × γ in {0.03, 0.1, 0.3, 1}; A such
+  that E + A equals the median loss at the median compute.
+  """
+  loss = np.asarray(loss, np.float64)
+  lmin, lmed = np.nanmin(loss), np.nanmedian(loss)
+  rows = []
+  for frac in (0.0, 0.5, 0.8, 0.95):
+    for g in (0.03, 0.1, 0.3, 1.0):
+      e = np.log(max(frac * lmin, 1e-3 * lmin))
+      rows.append([e, np.log(max(lmed - np.exp(e), 1e-3 * lmed)), g])
+  return np.asarray(rows, np.float64)
+
+
+def fit_saturating_batch(log_c_BxM, log_loss_BxM, weights_BxM, starts_BxSx3,
+                         e_min_B, lc0_B, n_iter: int = 400) -> dict:
+  """Batched Levenberg–Marquardt for L(C) = E + A·C^(−γ) on log loss.
+
+  Residual r = LSE(e, a − γ·(log C − lc0)) − log L per point, cost
+  ½·Σ w·r²; B independent problems (bootstrap resamples, padded with w = 0)
+  × S starts advance together; each keeps its best start. Steps solve
+  (JᵀWJ + λ·diag(JᵀWJ))·δ = −JᵀWr (Marquardt 1963; Nocedal & Wright 2006
+  §10.3), λ ×0.3 after an accepted step, ×10 after a rejected one; e is
+  held at or above ``e_min`` (the bound E → 0).
+
+  Args:
+    log_c_BxM, log_loss_BxM, weights_BxM: [B, M] natural logs of C and L,
+      point weights (0 = absent).
+    starts_BxSx3: [B, S, 3] starts (e, a at lc0, γ).
+    e_min_B: [B] lower bound of e = log E.
+    lc0_B: [B] centring of log C.
+    n_iter: LM iterations at most.
+
+  Returns:
+    dict x [B, 3] best (e, a, γ), cost [B], rms [B] (root mean square log
+    residual over the weighted points).
+  """
+  lc = np.asarray(log_c_BxM, np.float64)
+  ll = np.asarray(log_loss_BxM, np.float64)
+  w = np.asarray(weights_BxM, np.float64)
+  st = np.asarray(starts_BxSx3, np.float64)
+  b, s, _ = st.shape
+  rep = lambda v: np.repeat(np.asarray(v), s, axis=0)  # noqa: E731
+  lc, ll, w = rep(lc), rep(ll), rep(w)
+  e_min, x0c = rep(e_min_B), rep(lc0_B)
+  u0 = lc - x0c[:, None]
+  x = st.reshape(b * s, 3).copy()
+  x[:, 0] = np.maximum(x[:, 0], e_min)
+
+  def rj(xr, rows):
+    e, a, g = xr[:, 0:1], xr[:, 1:2], xr[:, 2:3]
+    u = a - g * u0[rows]
+    m = np.maximum(u, e)
+    pu, pe = np.exp(u - m), np.exp(e - m)
+    tot = pu + pe
+    r = np.where(w[rows] > 0, m + np.log(tot) - ll[rows], 0.0)
+    pu, pe = pu / tot, pe / tot
+    return r, np.stack([pe, pu, -pu * u0[rows]], axis=2)
+
+  all_rows = np.arange(b * s)
+  with np.errstate(all="ignore"):
+    r, jac = rj(x, all_rows)
+    cost = 0.5 * np.sum(w * r * r, axis=1)
+    lam = np.full(b * s, 1e-3)
+    active = np.isfinite(cost)
+    eye = np.eye(3)
+    for _ in range(n_iter):
+      idx = np.flatnonzero(active)
+      if idx.size == 0:
+        break
+      ja, ra, wa = jac[idx], r[idx], w[idx]
+      jtw = ja * wa[:, :, None]
+      h = np.einsum("bmi,bmj->bij", jtw, ja)
+      g = np.einsum("bmi,bm->bi", jtw, ra)
+      dg = np.einsum("bii->bi", h)
+      ridge = 1e-12 * (dg.sum(axis=1) + 1e-300)
+      hd = h + (lam[idx, None] * dg + ridge[:, None])[:, :, None] * eye
+      step = -np.linalg.solve(hd, g[:, :, None])[:, :, 0]
+      xn = x[idx] + step
+      xn[:, 0] = np.maximum(xn[:, 0], e_min[idx])
+      rn, jn = rj(xn, idx)
+      cn = 0.5 * np.sum(wa * rn * rn, axis=1)
+      ok = np.isfinite(cn) & (cn <= cost[idx])
+      gain = cost[idx] - cn
+      acc = idx[ok]
+      x[acc], r[acc], jac[acc] = xn[ok], rn[ok], jn[ok]
+      lam[idx] = np.where(ok, lam[idx] * 0.3, lam[idx] * 10.0)
+      tiny = ok & (gain <= 1e-13 * cost[idx])
+      cost[acc] = cn[ok]
+      done = tiny | (lam[idx] > 1e10) | (cost[idx] <= 1e-28)
+      active[idx[done]] = False
+  cost = np.where(np.isfinite(cost), cost, np.inf).reshape(b, s)
+  best = np.argmin(cost, axis=1)
+  rows = np.arange(b) * s + best
+  npts = np.maximum(np.sum(w[rows] > 0, axis=1), 1)
+  cb = cost[np.arange(b), best]
+  return dict(x=x[rows], cost=cb, rms=np.sqrt(2 * cb / npts))
+
+
+def fit_saturating(c, loss, theta0=None, grid: bool | None = None
+                   ) -> tuple[SaturatingPowerLaw, float]:
   """Fits L(C) = E + A·C^(−γ) by least squares on log L.
 
   log L̂ = LSE(e, a − γ·log C) with E = exp(e), A = exp(a) (the log-sum-exp
-  form of Hoffmann et al. 2022 eq. 3 applied to one variable); MINPACK
-  Levenberg–Marquardt from a small grid of γ and E starts (or from ``theta0``
-  = (e, a, γ) only, for bootstrap warm starts).
+  form of Hoffmann et al. 2022 eq. 3 applied to one variable); batched
+  Levenberg–Marquardt (``fit_saturating_batch``) from the 16 starts of
+  ``saturating_starts`` and/or from ``theta0`` = (e, a, γ). E is bounded
+  below by ``E_FLOOR`` × the lowest loss: an estimate there means the data
+  show no irreducible loss (``analysis.identify`` flags it).
 
   Args:
     c: [n] FLOPs (> 0).
     loss: [n] losses in nats (> 0).
     theta0: optional warm start (e, a, γ).
+    grid: use the grid of starts (default: only when ``theta0`` is None);
+      ``theta0`` with ``grid=True`` tries both (bootstrap resamples).
 
   Returns:
     (law, rms of log residuals).
 
   Raises:
-    ValueError: with fewer than 4 points (3 parameters).
+    ValueError: with fewer than 4 points (3 parameters), or when no start
+      reaches a finite fit.
   """
   c = np.asarray(c, np.float64)
   loss = np.asarray(loss, np.float64)
   if c.size < 4:
     raise ValueError(f"frontier fit needs >= 4 points, got {c.size}")
   lc, ll = np.log(c), np.log(loss)
-  lc0 = np.median(lc)
-
-  def resid(th):
-    e, a, g = th
-    u = a - g * (lc - lc0)
-    m = np.maximum(u, e)
-    return m + np.log(np.exp(u - m) + np.exp(e - m)) - ll
-
+  lc0 = float(np.median(lc))
+  starts = []
   if theta0 is not None:
     e0, a0, g0 = theta0
-    starts = [np.array([e0, a0 - g0 * lc0, g0])]
-  else:
-    starts = []
-    lmin, lmed = loss.min(), np.median(loss)
-    for frac in (0.0, 0.5, 0.8, 0.95):
-      for g in (0.03, 0.1, 0.3, 1.0):
-        e = np.log(max(frac * lmin, 1e-3 * lmin))
-        starts.append(np.array([e, np.log(max(lmed - np.exp(e), 1e-3 * lmed)),
-                                g]))
-  best = None
-  with np.errstate(all="ignore"):
-    for th in starts:
-      try:
-        res = optimize.least_squares(resid, th, method="lm", xtol=1e-14,
-                                     ftol=1e-14, gtol=1e-14, max_nfev=20000)
-      except (ValueError, FloatingPointError):
-        continue
-      better = best is None or res.cost < best.cost
-      if np.all(np.isfinite(res.fun)) and better:
-        best = res
-  if best is None:
+    starts.append([e0, a0 - g0 * lc0, g0])
+  if grid or (grid is None and theta0 is None):
+    starts.extend(saturating_starts(loss).tolist())
+  res = fit_saturating_batch(lc[None], ll[None], np.ones((1, c.size)),
+                             np.asarray(starts)[None],
+                             np.array([np.log(E_FLOOR * loss.min())]),
+                             np.array([lc0]))
+  if not np.isfinite(res["cost"][0]):
     raise ValueError("frontier fit failed from every start")
-  e, a, g = best.x
+  e, a, g = res["x"][0]
   law = SaturatingPowerLaw(float(np.exp(e)), float(np.exp(a + g * lc0)),
                            float(g))
-  return law, float(np.sqrt(np.mean(best.fun ** 2)))
+  return law, float(res["rms"][0])
+
+
+def fit_saturating_many(fronts, theta0=None, min_points: int = 4
+                        ) -> list[tuple[SaturatingPowerLaw | None, float]]:
+  """``fit_saturating`` on many point sets at once (bootstrap resamples).
+
+  Every set is fitted from the grid of ``saturating_starts`` plus
+  ``theta0`` (e, a, γ) when given, in one ``fit_saturating_batch`` call.
+
+  Args:
+    fronts: list of (c [m_i], loss [m_i]) arrays.
+    theta0: optional common warm start (the full-data optimum).
+    min_points: sets with fewer points get (None, nan).
+
+  Returns:
+    [(law or None, rms)] in the order of ``fronts``.
+  """
+  out: list = [(None, float("nan"))] * len(fronts)
+  use = [i for i, (c, _) in enumerate(fronts) if len(c) >= min_points]
+  if not use:
+    return out
+  m = max(len(fronts[i][0]) for i in use)
+  b = len(use)
+  lc = np.zeros((b, m))
+  ll = np.zeros((b, m))
+  w = np.zeros((b, m))
+  starts, e_min, lc0 = [], np.empty(b), np.empty(b)
+  for j, i in enumerate(use):
+    c, loss = (np.asarray(v, np.float64) for v in fronts[i])
+    k = c.size
+    lc[j, :k], ll[j, :k], w[j, :k] = np.log(c), np.log(loss), 1.0
+    lc[j, k:] = lc[j, 0]
+    lc0[j] = np.median(np.log(c))
+    e_min[j] = np.log(E_FLOOR * loss.min())
+    st = saturating_starts(loss)
+    if theta0 is not None:
+      e0, a0, g0 = theta0
+      st = np.vstack([[e0, a0 - g0 * lc0[j], g0], st])
+    starts.append(st)
+  res = fit_saturating_batch(lc, ll, w, np.stack(starts), e_min, lc0)
+  for j, i in enumerate(use):
+    if np.isfinite(res["cost"][j]):
+      e, a, g = res["x"][j]
+      out[i] = (SaturatingPowerLaw(float(np.exp(e)),
+                                   float(np.exp(a + g * lc0[j])), float(g)),
+                float(res["rms"][j]))
+  return out

@@ -11,10 +11,17 @@ loss from the same 4,500-start grid (Hoffmann et al. 2022 §3.3):
 * ours: ``analysis.chinchilla.fit_approach3`` (batched numpy L-BFGS over all
   starts, successive halving, scipy polish).
 
-Prints both optima, the times and their ratio. Not a test. Usage:
+Prints both optima, the times and their ratio. Then the bootstrap of the
+same fit (``--bootstrap K`` resamples of runs, 0 skips it), both ways, side
+by side: every resample warm-started at the full-data optimum only (the old
+scheme, ``analysis.bootstrap.batched_refit``), and from several starts each
+(``analysis.bootstrap.multistart_refit``: the optimum, 3 grid starts, 4
+perturbations); it prints their times, the 95% intervals of the allocation
+exponent a = β/(α+β), and how many resamples found a better optimum than the
+warm start. Not a test. Usage:
 
   python bench/bench_fit.py [--repeats 3] [--plain-starts 4500]
-                            [--blas-threads 1]
+                            [--blas-threads 1] [--bootstrap 100]
 
 BLAS threads: scipy's L-BFGS-B calls OpenBLAS on 5-vectors; with several BLAS
 threads on a busy machine each call waits for thread wake-ups (measured here:
@@ -103,6 +110,8 @@ def main(argv=None) -> int:
                   help="starts for the plain loop (time scaled to 4500)")
   ap.add_argument("--blas-threads", type=str, default="1",
                   help="BLAS threads for both sides ('' leaves them alone)")
+  ap.add_argument("--bootstrap", type=int, default=100,
+                  help="resamples for the bootstrap comparison (0 = skip)")
   args = ap.parse_args(argv)
   if args.blas_threads:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -137,7 +146,39 @@ def main(argv=None) -> int:
         f"(median of ours: {plain_t / float(np.median(ours_t)):.1f}x)")
   print(f"objective difference ours - plain: {fit.objective - plain.fun:.3e}; "
         f"max |theta difference|: {np.max(np.abs(fit.theta - plain.x)):.2e}")
+  if args.bootstrap > 0:
+    bench_bootstrap(n, d, loss, fit, args.bootstrap)
   return 0
+
+
+def bench_bootstrap(n, d, loss, fit, k):
+  """Warm-start-only against multi-start bootstrap refits, side by side."""
+  import numpy as np
+  from analysis import bootstrap, chinchilla
+  ln, ld, ll = np.log(n), np.log(d), np.log(loss)
+  counts = bootstrap.resample_counts(np.arange(n.size), k, seed=0)
+  fg = chinchilla.make_objective(ln, ld, ll, weights=counts)
+  t0 = time.perf_counter()
+  warm = bootstrap.batched_refit(fg, fit.theta, k)
+  warm_t = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  starts = bootstrap.resample_starts(fit.theta, chinchilla.make_objective(
+      ln, ld, ll), k, np.random.default_rng(1))
+  multi = bootstrap.multistart_refit(fg, starts)
+  multi_t = time.perf_counter() - t0
+  f_warm = np.array([fg(warm[i][None], np.array([i]))[0][0]
+                     for i in range(k)])
+  better = int(np.sum(multi["f"] < f_warm * (1 - 1e-9)))
+
+  def a_ci(th):
+    lo, hi, n_ok = bootstrap.interval(th[:, 4] / (th[:, 3] + th[:, 4]))
+    return f"a in [{lo:.4f}, {hi:.4f}] over {n_ok} resamples"
+
+  print(f"bootstrap, {k} resamples of {n.size} runs:")
+  print(f"  warm start only : {warm_t:7.2f} s  {a_ci(warm)}")
+  print(f"  {starts.shape[1]} starts each   : {multi_t:7.2f} s  "
+        f"{a_ci(multi['x'])}; {better} resamples reached a lower objective "
+        "than their warm start")
 
 
 if __name__ == "__main__":

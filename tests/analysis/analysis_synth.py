@@ -82,3 +82,54 @@ def write_sweep(path: pathlib.Path, seed: int = 1) -> pathlib.Path:
                        eval_loss=law_loss(r.params_total, d)))
   pd.DataFrame(rows).to_csv(path / "curves.csv", index=False)
   return path
+
+
+# The quickstart sweep's design (experiments/quickstart.py at this commit,
+# counted by scaling.accounting): budget, shape, params_total,
+# params_nonembedding, tokens, exact flops, flops_6nd. 3 budgets x 6 sizes,
+# 0.62 decades of compute; the exact FLOPs of one budget differ by ~0.1%.
+QUICKSTART_DESIGN = (
+    (1.2e11, "L1_d8", 8984, 792, 2816000, 120029184000.0, 151793664000.0),
+    (1.2e11, "L1_d12", 14052, 1764, 1796096, 120007950336.0, 151432445952.0),
+    (1.2e11, "L1_d16", 19504, 3120, 1269760, 119946608640.0, 148592394240.0),
+    (1.2e11, "L1_d24", 31560, 6984, 778240, 120135352320.0, 147367526400.0),
+    (1.2e11, "L1_d32", 45152, 12384, 536576, 119918297088.0, 145364877312.0),
+    (1.2e11, "L1_d48", 76944, 27792, 307200, 119970201600.0, 141823180800.0),
+    (2.5e11, "L1_d8", 8984, 792, 5865472, 250009878528.0, 316172402688.0),
+    (2.5e11, "L1_d12", 14052, 1764, 3741696, 250005159936.0, 315469873152.0),
+    (2.5e11, "L1_d16", 19504, 3120, 2646016, 249953255424.0, 309647376384.0),
+    (2.5e11, "L1_d24", 31560, 6984, 1619968, 250071220224.0, 306757140480.0),
+    (2.5e11, "L1_d32", 45152, 12384, 1118208, 249906069504.0, 302935965696.0),
+    (2.5e11, "L1_d48", 76944, 27792, 641024, 250337820672.0, 295937703936.0),
+    (5e11, "L1_d12", 14052, 1764, 7483392, 500010319872.0, 630939746304.0),
+    (5e11, "L1_d16", 19504, 3120, 5292032, 499906510848.0, 619294752768.0),
+    (5e11, "L1_d24", 31560, 6984, 3239936, 500142440448.0, 613514280960.0),
+    (5e11, "L1_d32", 45152, 12384, 2236416, 499812139008.0, 605871931392.0),
+    (5e11, "L1_d48", 76944, 27792, 1280000, 499875840000.0, 590929920000.0),
+    (5e11, "L2_d48", 104688, 55536, 788480, 499580928000.0, 495266365440.0),
+)
+# A law in (params_total, tokens) whose optima fall inside each budget's
+# sizes (N_opt ~ 21k-34k, as the measured quickstart's 20k-32k), a = 1/3.
+QUICKSTART_LAW = dict(E=1.2, A=129.0, B=45.7, alpha=0.6, beta=0.3)
+
+
+def quickstart_results(seed: int = 0, noise: float = 0.01) -> pd.DataFrame:
+  """A results table shaped like a quickstart sweep's ``results.csv``.
+
+  Columns run, budget, params_total, params_nonembedding, tokens, flops,
+  flops_6nd, eval_loss, status: the real design (``QUICKSTART_DESIGN``),
+  losses from ``QUICKSTART_LAW`` times exp(N(0, noise)) (seed noise of tiny
+  runs is about 1% of the loss), plus one failed run.
+  """
+  rng = np.random.default_rng(seed)
+  rows = []
+  for budget, shape, n, n_ne, d, c, c6 in QUICKSTART_DESIGN:
+    loss = law_loss(n, d, QUICKSTART_LAW) * np.exp(rng.normal(0.0, noise))
+    rows.append(dict(run=f"C{budget:.2g}_{shape}", budget=budget,
+                     params_total=n, params_nonembedding=n_ne, tokens=d,
+                     flops=c, flops_6nd=c6, eval_loss=loss,
+                     status="finished"))
+  rows.append(dict(run="C5e+11_L2_d64", budget=5e11, params_total=180000,
+                   params_nonembedding=98000, tokens=400000, flops=5.0e11,
+                   flops_6nd=4.3e11, eval_loss=np.nan, status="failed"))
+  return pd.DataFrame(rows)

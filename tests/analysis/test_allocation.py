@@ -67,3 +67,15 @@ def test_allocate_table_uses_closed_form_or_numerical():
   assert num["table"][1]["N_opt"] == pytest.approx(out["table"][0]["N_opt"],
                                                    rel=1e-6)
   assert num["a"] == pytest.approx(allocation.closed_form(p)["a"], abs=1e-6)
+
+
+def test_rows_beyond_the_runs_compute_are_marked_extrapolation():
+  p = chinchilla.CHINCHILLA_PARAMS
+  out = allocation.allocate(p, allocation.SIX_ND, [1e20, 1e21, 1e23, 1e18],
+                            flops_range=(1e19, 1e21))
+  assert [r["extrapolation"] for r in out["table"]] == [
+      None, None, pytest.approx(100.0), pytest.approx(0.1)]
+  # FLOP noise of a budget (< 0.1%) is not extrapolation.
+  assert allocation.extrapolation(1.0005e21, (1e19, 1e21)) is None
+  assert allocation.allocate(p, allocation.SIX_ND, [1e23])["table"][0][
+      "extrapolation"] is None  # no range given

@@ -1,6 +1,7 @@
 """Bootstrap over runs: counts, batched warm-started refits, intervals."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import allocation, bootstrap, chinchilla, multistart
@@ -60,3 +61,72 @@ def test_run_bootstrap_gives_every_quantity(synthetic_runs):
   # Resamples scatter around the full-data fit.
   assert np.min(out["approach3.alpha"]) < fit.params["alpha"] < np.max(
       out["approach3.alpha"])
+
+
+def test_multistart_leaves_the_warm_start_for_a_better_basin():
+  # Double well f_k(x) = (x^2 - 1)^2 + w_k x: the full data (w = -0.3) has
+  # its optimum at x ~ +1; resamples with w_k > 0 have theirs at x ~ -1,
+  # which a warm start at +1 never reaches.
+  w = np.array([-0.3, 0.3, 0.5, -0.1])
+
+  def fg(x, rows):
+    x0 = x[:, 0]
+    wk = w[np.asarray(rows)]
+    return ((x0 ** 2 - 1) ** 2 + wk * x0,
+            (4 * x0 * (x0 ** 2 - 1) + wk)[:, None])
+
+  x_full = np.array([1.0])
+  starts = np.stack([np.tile(x_full, (4, 1)), np.full((4, 1), -1.5)], axis=1)
+  res = bootstrap.multistart_refit(fg, starts)
+  warm = bootstrap.batched_refit(fg, x_full, 4)
+  assert np.all(warm[:, 0] > 0.8)  # the warm start stays in its well
+  assert res["moved"].tolist() == [False, True, True, False]
+  assert np.all(res["x"][[1, 2], 0] < -0.8)
+  assert res["start"].tolist() == [0, 1, 1, 0]
+  assert res["converged"].all()
+
+
+def test_multistart_resamples_are_never_worse_than_the_warm_start():
+  from analysis_synth import law_loss
+  rng = np.random.default_rng(0)
+  n = np.tile(np.geomspace(1e8, 5e8, 6), 2)
+  d = np.repeat([2e9, 2e10], 6)
+  loss = law_loss(n, d) * np.exp(rng.normal(0, 0.002, n.size))
+  ln, ld, ll = np.log(n), np.log(d), np.log(loss)
+  fit = chinchilla.fit_approach3(n, d, loss)
+  counts = bootstrap.resample_counts(np.arange(n.size), 24, seed=1)
+  fg = chinchilla.make_objective(ln, ld, ll, weights=counts)
+  starts = bootstrap.resample_starts(
+      fit.theta, chinchilla.make_objective(ln, ld, ll), 24,
+      np.random.default_rng(2))
+  assert starts.shape == (24, 1 + bootstrap.N_GRID_STARTS
+                          + bootstrap.N_PERTURBED, 5)
+  np.testing.assert_array_equal(starts[:, 0], np.tile(fit.theta, (24, 1)))
+  assert len({tuple(r) for r in starts[:, -1]}) == 24  # perturbations differ
+  multi = bootstrap.multistart_refit(fg, starts)
+  warm = bootstrap.batched_refit(fg, fit.theta, 24, max_iter=1000)
+  f_warm = np.array([fg(warm[i][None], np.array([i]))[0][0]
+                     for i in range(24)])
+  assert np.all(multi["f"] <= f_warm * (1 + 1e-9))
+  # The reported objective is the resample's objective at the returned x.
+  for i in range(24):
+    assert fg(multi["x"][i][None], np.array([i]))[0][0] == pytest.approx(
+        multi["f"][i], rel=1e-12)
+
+
+def test_resamples_with_fewer_runs_than_parameters_fail():
+  from analysis_synth import law_loss
+  n = np.array([1e8, 3e8, 1e9, 3e9, 1e10, 3e10])
+  d = np.array([1e10, 3e9, 1e11, 3e10, 1e9, 1e12])
+  runs = pd.DataFrame(dict(run=list("abcdef"), N=n, D=d, C=6 * n * d,
+                           loss=law_loss(n, d)))
+  fit = chinchilla.fit_approach3(n, d, runs["loss"])
+  out = bootstrap.run_bootstrap(dict(runs=runs, points=None,
+                                     theta3=fit.theta, phi_mle=None,
+                                     flops_model=allocation.SIX_ND,
+                                     reference_flops=[1e22]), 40, seed=0)
+  counts = bootstrap.resample_counts(runs["run"], 40, 0)
+  distinct = (counts > 0).sum(axis=1)
+  ok = np.isfinite(out["approach3.alpha"])
+  assert not ok[distinct < 5].any()
+  assert out["_n_ok"]["approach3"] == ok.sum() <= (distinct >= 5).sum()

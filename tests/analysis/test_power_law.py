@@ -49,3 +49,32 @@ def test_frontier_fit_recovers_saturating_law():
   assert rms < 1e-9
   warm, _ = powerlaw.fit_saturating(c, true(c), (np.log(1.5), np.log(1e3), 0.1))
   assert warm.gamma == pytest.approx(0.17, rel=1e-6)
+
+
+def test_frontier_without_a_floor_stops_at_the_bound_and_is_flagged():
+  from analysis import identify
+  c = np.geomspace(1e18, 1e22, 12)
+  loss = 50.0 * c ** -0.08  # E = 0: a pure power law
+  law, rms = powerlaw.fit_saturating(c, loss)
+  assert law.E == pytest.approx(powerlaw.E_FLOOR * loss.min(), rel=1e-9)
+  assert law.gamma == pytest.approx(0.08, rel=1e-4)
+  assert rms < 1e-5
+  flag = identify.check_coefficient("E", law.E, None, loss_min=loss.min())
+  assert flag.startswith("at its bound 0")
+
+
+def test_batched_frontier_fits_equal_one_by_one():
+  rng = np.random.default_rng(4)
+  true = powerlaw.SaturatingPowerLaw(E=1.7, A=2.0e3, gamma=0.17)
+  fronts = []
+  for k in (4, 7, 12):
+    c = np.geomspace(1e18, 1e22, k)
+    fronts.append((c, true(c) * np.exp(rng.normal(0, 0.003, k))))
+  fronts.append((np.array([1e18, 1e19]), np.array([3.0, 2.5])))  # too few
+  many = powerlaw.fit_saturating_many(fronts)
+  for (c, loss), (law, rms) in zip(fronts[:3], many[:3]):
+    one, rms1 = powerlaw.fit_saturating(c, loss)
+    assert law.gamma == pytest.approx(one.gamma, rel=1e-6)
+    assert law.E == pytest.approx(one.E, rel=1e-6)
+    assert rms == pytest.approx(rms1, rel=1e-6)
+  assert many[3][0] is None

@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis import identify
+from analysis import report
+
 
 def _floats(text: str) -> list[float]:
   try:
@@ -89,7 +92,6 @@ def main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if args.drop_highest_loss < 0 or args.bootstrap < 0:
     parser.error("--drop-highest-loss and --bootstrap must be >= 0")
-  from analysis import report
   opts = {k: v for k, v in vars(args).items()
           if k not in ("path", "out", "no_plots", "no_sensitivity")}
   opts["plots"] = not args.no_plots
@@ -101,7 +103,6 @@ def main(argv: list[str]) -> int:
     return 2
   print(f"wrote {args.out}/fit.json, report.md and {len(fit['plots'])} plot "
         f"files; {fit['rows']['used']} runs")
-  from analysis import identify
   if args.group_by:
     for g in fit["groups"]:
       if not g.get("applicable"):

@@ -23,20 +23,18 @@ Honesty, as for the whole-table fits (``analysis.identify``):
 * a budget whose best run is its smallest or largest size is a caveat: that
   budget's optimum may lie outside the sizes run.
 
-``fit_groups`` works on any DataFrame; ``analyze`` is ``scaling analyze PATH
---out DIR --group-by COLUMN``.
+``fit_groups`` works on any DataFrame; ``scaling analyze PATH --out DIR
+--group-by COLUMN`` is ``analysis.report.analyze_groups``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
 
-from analysis import bootstrap, envelope, identify, isoflop, load, powerlaw
+from analysis import bootstrap, envelope, identify, isoflop, powerlaw
 
 DEFAULT_BOOTSTRAP = 200
 
@@ -234,74 +232,3 @@ def fit_groups(df: pd.DataFrame, group_col: str, *, loss_col: str = "loss",
                  rejected=int((~ok).sum()), **fit)
     groups.append(entry)
   return dict(group_col=group_col, loss_col=loss_col, groups=groups)
-
-
-def analyze(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
-            DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95,
-            grid_decades: float = 0.1, budgets=None, plots: bool = True,
-            **load_opts) -> dict:
-  """``scaling analyze PATH --out DIR --group-by COLUMN``.
-
-  Loads the table (``load.load_table``; rows without a finite loss are kept
-  aside so a group whose loss is not applicable says why), fits every
-  group's frontier and writes ``fit.json``, ``report.md`` and
-  ``frontier_by_group.{png,svg}`` into ``out_dir``.
-
-  Args:
-    path: sweep directory or CSV.
-    out_dir: output directory (created).
-    group_by: group column.
-    bootstrap_n, seed, level: bootstrap.
-    grid_decades, budgets: isoFLOP grouping without a budget column.
-    plots: draw the figure.
-    **load_opts: column options of ``load.load_table``.
-
-  Returns:
-    the content of fit.json.
-
-  Raises:
-    FileNotFoundError, ValueError: as ``load.load_table``; an unknown
-      group column.
-  """
-  raw = pd.read_csv(load.results_csv(path))
-  if group_by not in raw.columns:
-    raise ValueError(f"--group-by: column {group_by!r} not in table; columns "
-                     f"are {list(raw.columns)}")
-  table = load.load_table(path, keep=(group_by,), **load_opts)
-  runs = table.runs.copy()
-  loss_src = table.columns["loss"]
-  na_col = f"{loss_src}_na" if f"{loss_src}_na" in raw.columns else None
-  result = fit_groups(runs, group_by, loss_col="loss", c_col="C", n_col="N",
-                      run_col="run", budget_col="budget", grid_decades=
-                      grid_decades, nominal=budgets, n_resamples=bootstrap_n,
-                      seed=seed, level=level,
-                      order=list(pd.unique(raw[group_by].astype(str))))
-  for g in result["groups"]:  # rows rejected on loading: say why
-    if g.get("applicable") is not None:
-      continue
-    rows = raw[raw[group_by].astype(str) == g["group"]]
-    if na_col and rows[na_col].notna().any():
-      g.update(applicable=False, reason=str(rows[na_col].dropna().iloc[0]))
-    elif len(rows):
-      g["reason"] = ("every row rejected on loading (not finished, NaN or "
-                     "non-positive)")
-  result.update(schema="scaling.analysis.groups/1", **table.to_json(),
-                loss_column=loss_src,
-                settings=dict(bootstrap=int(bootstrap_n), seed=int(seed),
-                              level=level, grid_decades=grid_decades,
-                              budgets=budgets))
-  from analysis import markdown, plots as plots_lib, report
-  files = []
-  if plots:
-    files = plots_lib.plot_group_frontiers(
-        out_dir, {f"{loss_src} by {group_by}": result}, "frontier_by_group",
-        c_label=f"training compute C ({table.columns['C']}, FLOPs)",
-        loss_label=loss_src)
-  result["plots"] = files
-  result = report.clean_json(result)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "fit.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(out_dir, "report.md"), "w") as f:
-    f.write(markdown.render_groups(result))
-  return result

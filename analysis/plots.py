@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
+from matplotlib import cm, colors, ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 import numpy as np
+
+from analysis import chinchilla
+from analysis import isoflop
 
 LOSS_LABEL = "loss (nats per token)"
 N_LABEL = "parameters N"
@@ -22,8 +30,6 @@ C_LABEL = "training compute C (FLOPs)"
 
 
 def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.6):
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
   fig = Figure(figsize=(width * ncols, height), layout="constrained")
   FigureCanvasAgg(fig)
   axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
@@ -53,7 +59,6 @@ def nice_log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
   2.5, 3, 4, 5, 6, 8 × 10^k, thinned evenly. For axes whose decade ticks are
   too few and whose default minor labels collide.
   """
-  from matplotlib import ticker
   if not (lo > 0 and hi > lo):
     return []
   if np.log10(hi / lo) < 1:
@@ -71,7 +76,6 @@ def nice_log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
 def _log_axis(axis, lo: float, hi: float, fmt=None):
   """Readable ticks on a log axis: decades when it spans >= 2 of them,
   else a few round values; minor tick labels off (they collide)."""
-  from matplotlib import ticker
   axis.set_minor_formatter(ticker.NullFormatter())
   if np.log10(hi / lo) >= 2:
     return
@@ -84,7 +88,6 @@ def _log_axis(axis, lo: float, hi: float, fmt=None):
 
 def _plain_y(ax, lo: float | None = None, hi: float | None = None):
   """Plain numbers (2.5, 3, 4) on a log-scaled loss axis, never colliding."""
-  from matplotlib import ticker
   if lo is None:
     lo, hi = ax.get_ylim()
   ticks = nice_log_ticks(lo, hi)
@@ -104,7 +107,6 @@ def _flops_fmt(v: float) -> str:
 
 
 def _cmap(values):
-  from matplotlib import cm, colors
   v = np.asarray(values, np.float64)
   norm = colors.LogNorm(vmin=v.min(), vmax=max(v.max(), v.min() * 1.0001))
   return cm.ScalarMappable(norm=norm, cmap="viridis")
@@ -122,9 +124,6 @@ def plot_isoflop(out_dir: str, runs, approach2: dict) -> list[str]:
     runs: DataFrame with N, C, loss (and budget).
     approach2: result of ``isoflop.fit_approach2`` (with ``_parabolas``).
   """
-  from matplotlib import colors
-  from matplotlib.lines import Line2D
-  from analysis import isoflop
   fig, (ax,) = _figure()
   budget = runs["budget"].to_numpy() if "budget" in runs else None
   labels, values, _ = isoflop.group_budgets(runs["C"].to_numpy(), budget,
@@ -183,7 +182,6 @@ def plot_isoflop(out_dir: str, runs, approach2: dict) -> list[str]:
                fontsize=10)
   ax.legend(handles=handles, fontsize=7, loc="upper right")
   cb_ = fig.colorbar(sm, ax=ax, label="isoFLOP budget C (FLOPs)")
-  from matplotlib import ticker
   shown = list(values)[::max(1, int(np.ceil(len(values) / 12)))]
   cb_.ax.yaxis.set_major_locator(ticker.FixedLocator(shown))
   cb_.ax.yaxis.set_major_formatter(ticker.FuncFormatter(
@@ -329,7 +327,6 @@ def plot_contours(out_dir: str, runs, params: dict, optimal_nd,
     tokens_for: callable (N, C) → D of the runs' FLOP model (default 6ND),
       for the dashed isoFLOP lines.
   """
-  from analysis import chinchilla
   fig, (ax,) = _figure()
   n_lo, n_hi = runs["N"].min() / 3, runs["N"].max() * 30
   d_lo, d_hi = runs["D"].min() / 3, runs["D"].max() * 30
@@ -379,7 +376,6 @@ def plot_contours(out_dir: str, runs, params: dict, optimal_nd,
 
 def plot_residuals(out_dir: str, runs, params: dict) -> list[str]:
   """ln L − ln L̂ of the Approach 3 fit against C and against N."""
-  from analysis import chinchilla
   fig, axes = _figure(2)
   pred = chinchilla.predict_loss(params, runs["N"], runs["D"])
   res = np.log(runs["loss"].to_numpy()) - np.log(pred)
@@ -415,7 +411,6 @@ def plot_group_frontiers(out_dir: str, panels: dict, stem: str, *,
   identifiable and reliable, dashed otherwise); groups that are not
   applicable are listed in the corner.
   """
-  import matplotlib
   fig, axes = _figure(len(panels), width=6.8, height=5.0)
   names = []
   for res in panels.values():

@@ -23,10 +23,11 @@ import os
 import time
 
 import numpy as np
+import pandas as pd
 
 from analysis import (allocation, bootstrap, chinchilla, data_constrained,
-                      envelope, headline, identify, isoflop, load, mle, plots,
-                      powerlaw, sensitivity)
+                      envelope, groups, headline, identify, isoflop, load,
+                      markdown, mle, plots, powerlaw, sensitivity)
 
 SCHEMA = "scaling.analysis.fit/2"
 DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
@@ -114,12 +115,11 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
     raise ValueError(f"unknown analyze options: {sorted(unknown)}")
   o = {**DEFAULTS, **{k: v for k, v in opts.items() if v is not None}}
   if o["group_by"]:
-    from analysis import groups
-    return groups.analyze(
+    return analyze_groups(
         path, out_dir, o["group_by"], bootstrap_n=int(o["bootstrap"]),
         seed=int(o["seed"]), level=float(o["level"]),
         grid_decades=o["grid_decades"], budgets=o["budgets"],
-        plots=o["plots"], **{k: o[k] for k in LOAD_KEYS})
+        draw=o["plots"], **{k: o[k] for k in LOAD_KEYS})
   t_start = time.perf_counter()
   table = load.load_table(path, **{k: o[k] for k in LOAD_KEYS})
   runs = table.runs
@@ -256,7 +256,6 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
   with open(tmp, "w") as f:
     json.dump(result, f, indent=1)
   os.replace(tmp, os.path.join(out_dir, "fit.json"))
-  from analysis import markdown
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write(markdown.render(result))
   return result
@@ -439,3 +438,73 @@ def _plots(out_dir, runs, curves, a1, a2, fit3, flops, frontier, lines,
                                optimal_nd if alloc_ok else None, flops.tokens)
   files += plots.plot_residuals(out_dir, runs, fit3.params)
   return files
+
+
+def analyze_groups(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
+                   groups.DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95,
+            grid_decades: float = 0.1, budgets=None, draw: bool = True,
+            **load_opts) -> dict:
+  """``scaling analyze PATH --out DIR --group-by COLUMN``.
+
+  Loads the table (``load.load_table``; rows without a finite loss are kept
+  aside so a group whose loss is not applicable says why), fits every
+  group's frontier and writes ``fit.json``, ``report.md`` and
+  ``frontier_by_group.{png,svg}`` into ``out_dir``.
+
+  Args:
+    path: sweep directory or CSV.
+    out_dir: output directory (created).
+    group_by: group column.
+    bootstrap_n, seed, level: bootstrap.
+    grid_decades, budgets: isoFLOP grouping without a budget column.
+    draw: draw the figure.
+    **load_opts: column options of ``load.load_table``.
+
+  Returns:
+    the content of fit.json.
+
+  Raises:
+    FileNotFoundError, ValueError: as ``load.load_table``; an unknown
+      group column.
+  """
+  raw = pd.read_csv(load.results_csv(path))
+  if group_by not in raw.columns:
+    raise ValueError(f"--group-by: column {group_by!r} not in table; columns "
+                     f"are {list(raw.columns)}")
+  table = load.load_table(path, keep=(group_by,), **load_opts)
+  runs = table.runs.copy()
+  loss_src = table.columns["loss"]
+  na_col = f"{loss_src}_na" if f"{loss_src}_na" in raw.columns else None
+  result = groups.fit_groups(runs, group_by, loss_col="loss", c_col="C", n_col="N",
+                      run_col="run", budget_col="budget", grid_decades=
+                      grid_decades, nominal=budgets, n_resamples=bootstrap_n,
+                      seed=seed, level=level,
+                      order=list(pd.unique(raw[group_by].astype(str))))
+  for g in result["groups"]:  # rows rejected on loading: say why
+    if g.get("applicable") is not None:
+      continue
+    rows = raw[raw[group_by].astype(str) == g["group"]]
+    if na_col and rows[na_col].notna().any():
+      g.update(applicable=False, reason=str(rows[na_col].dropna().iloc[0]))
+    elif len(rows):
+      g["reason"] = ("every row rejected on loading (not finished, NaN or "
+                     "non-positive)")
+  result.update(schema="scaling.analysis.groups/1", **table.to_json(),
+                loss_column=loss_src,
+                settings=dict(bootstrap=int(bootstrap_n), seed=int(seed),
+                              level=level, grid_decades=grid_decades,
+                              budgets=budgets))
+  files = []
+  if draw:
+    files = plots.plot_group_frontiers(
+        out_dir, {f"{loss_src} by {group_by}": result}, "frontier_by_group",
+        c_label=f"training compute C ({table.columns['C']}, FLOPs)",
+        loss_label=loss_src)
+  result["plots"] = files
+  result = clean_json(result)
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, "fit.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write(markdown.render_groups(result))
+  return result

@@ -163,22 +163,27 @@ def _fake_sweep(path):
   return laws
 
 
+def _group(result, view, name):
+  return next(g for g in result["views"][view]["groups"] if g["group"] == name)
+
+
 def test_frontier_analysis_recovers_each_objectives_law(tmp_path):
   laws = _fake_sweep(tmp_path)
   result = objectives_exp.analyze(str(tmp_path))
   for name, (e, a, g) in laws.items():
-    fit = result["views"]["eval_bpb"][name]
+    fit = _group(result, "eval_bpb", name)
     assert fit["applicable"] and fit["law"] == "E + A*C^-gamma"
     assert fit["n_runs"] == 12 and fit["n_budgets"] == 4
-    assert fit["front_flops"] == pytest.approx([1e10 * 1.001, 3e10 * 1.001,
-                                                1e11 * 1.001, 3e11 * 1.001])
+    assert fit["front"]["flops"] == pytest.approx(
+        [1e10 * 1.001, 3e10 * 1.001, 1e11 * 1.001, 3e11 * 1.001])
     # the best size per budget lies on the law exactly (C off by 0.1%)
-    assert fit["E"] == pytest.approx(e, rel=2e-2)
-    assert fit["gamma"] == pytest.approx(g, rel=2e-2)
-  mlm = result["views"]["eval_continuation_bpb"]["masked_lm"]
-  assert mlm == dict(applicable=False, reason="not applicable: bidirectional")
-  assert result["views"]["eval_bpb"]["prefix_lm"]["reason"] == "no finished runs"
+    assert fit["E"]["value"] == pytest.approx(e, rel=2e-2)
+    assert fit["gamma"]["value"] == pytest.approx(g, rel=2e-2)
+  mlm = _group(result, "eval_continuation_bpb", "masked_lm")
+  assert mlm["applicable"] is False
+  assert mlm["reason"] == "not applicable: bidirectional"
+  assert _group(result, "eval_bpb", "prefix_lm")["reason"] == "no finished runs"
   out = tmp_path / "analysis"
   assert (out / "objectives_frontier.png").stat().st_size > 10_000
-  assert json.loads((out / "objectives_frontier.json").read_text())[
-      "views"]["eval_bpb"]["causal_lm"]["law"] == "E + A*C^-gamma"
+  saved = json.loads((out / "objectives_frontier.json").read_text())
+  assert _group(saved, "eval_bpb", "causal_lm")["law"] == "E + A*C^-gamma"

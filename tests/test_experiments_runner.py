@@ -58,11 +58,11 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
-  """Equal but for wall-clock columns; floats to 1e-4 relative, because XLA
-  on CPU is not bitwise reproducible across processes (differences of ~1e-6
-  after 12 steps, growing with run length)."""
+  """Exactly equal but for wall-clock columns: the same run on the same mesh
+  and CPUs is bitwise reproducible across processes, resumes and compilation
+  caches (tests/test_reproducibility.py)."""
   pd.testing.assert_frame_equal(_comparable(a), _comparable(b),
-                                check_exact=False, rtol=1e-4)
+                                check_exact=True)
 
 
 def _events(sweep_dir, kind):

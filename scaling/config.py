@@ -63,7 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
       tie_embeddings=False,
       dtype="float32",  # compute dtype: float32 | bfloat16
       param_dtype="float32",
+      attention="auto",  # auto | reference | splash | dot_product (scaling.attention)
       remat=False,  # rematerialise each block in the backward pass
+      remat_policy="full",  # with remat: full | dots_saveable (model.remat_policy)
       scan_layers=True,  # lax.scan over blocks: compile time flat in depth
       init_std=0.02,
   ))
@@ -296,6 +298,8 @@ _CHOICES = {
     "model.positions": ("rope", "learned", "sinusoidal"),
     "model.dtype": ("float32", "bfloat16"),
     "model.param_dtype": ("float32", "bfloat16"),
+    "model.attention": ("auto", "reference", "splash", "dot_product"),
+    "model.remat_policy": ("full", "dots_saveable"),
     "data.source": ("stdlib", "text_files"),
     "optimizer.name": ("adamw",),
     "schedule.name": ("cosine", "linear", "constant", "wsd"),
@@ -372,6 +376,8 @@ def validate(config: ml_collections.ConfigDict, n_devices: int | None = None) ->
     raise ConfigError("schedule.min_lr_ratio", "must lie in [0, 1].")
   if s.name == "wsd" and not 0 < s.decay_fraction <= 1:
     raise ConfigError("schedule.decay_fraction", "must lie in (0, 1].")
+  from scaling import attention  # pylint: disable=import-outside-toplevel
+  attention.validate_config(config)
   if config.data.source == "text_files" and not config.data.path:
     raise ConfigError("data.path", "text_files needs a glob of .txt or .jsonl "
                       "files, e.g. --config.data.path='corpus/*.txt'.")

@@ -64,7 +64,9 @@ def default_config() -> ml_collections.ConfigDict:
       tie_embeddings=False,
       dtype="float32",  # compute dtype: float32 | bfloat16
       param_dtype="float32",
+      attention="auto",  # auto | reference | splash | dot_product (scaling.attention)
       remat=False,  # rematerialise each block in the backward pass
+      remat_policy="full",  # with remat: full | dots_saveable (model.remat_policy)
       scan_layers=True,  # lax.scan over blocks: compile time flat in depth
       init_std=0.02,
   ))

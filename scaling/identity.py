@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from scaling import accounting
+from scaling import attention
 
 V1_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_ff",
@@ -46,7 +47,13 @@ IDENTITY_GLOBALS = ("batch_size", "seq_len")
 # did before the field existed. Adding a field to an identity section means
 # adding it here (a test checks that every schema field is in V1_FIELDS or
 # here); never change an entry once runs were recorded.
-INTRODUCED: dict[str, Any] = {}
+INTRODUCED: dict[str, Any] = {
+    # The einsum attention every run used before the choice existed; "auto"
+    # resolves to it on CPU (scaling.attention.resolve).
+    "model.attention": "reference",
+    # Full-block rematerialisation, what remat=True meant before.
+    "model.remat_policy": "full",
+}
 
 
 class UnregisteredField(KeyError):
@@ -62,8 +69,7 @@ def resolved(config: ml_collections.ConfigDict,
     platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: JAX's default
       backend).
   """
-  del platform  # no field is decided by the platform yet
-  return ml_collections.ConfigDict(config.to_dict())
+  return attention.resolve_config(config, platform)
 
 
 def identity_fields(config: ml_collections.ConfigDict,

@@ -13,7 +13,10 @@ unembedding [D, V].
 Attention for every kind uses one rule (DESIGN.md §4, packing and objectives):
 ``allow(q, k) = seg[q] == seg[k] != 0 and (k <= q or prefix_mask[k])``,
 so packed documents never see each other; ``prefix_mask`` all False is causal
-attention, all True is bidirectional (masked LM).
+attention, all True is bidirectional (masked LM). ``model.attention`` picks
+how it is computed (:mod:`scaling.attention`: reference einsum, Pallas splash,
+``jax.nn.dot_product_attention``); ``model.remat`` with ``model.remat_policy``
+rematerialises each block (:func:`remat_policy`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from scaling import attention as attention_lib
 from scaling import config as config_lib
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_NEG_INF = -1e30
 
 
 def _dense_init(std):
@@ -108,23 +111,25 @@ def sinusoidal(positions_BxL, d_model: int):
   return table
 
 
-def attention_mask(segment_ids_BxL, prefix_mask_BxL):
-  """Boolean [B, 1, L, L] mask: same non-zero segment and (k <= q or k in prefix)."""
-  seg_q = segment_ids_BxL[:, :, None]
-  seg_k = segment_ids_BxL[:, None, :]
-  length = segment_ids_BxL.shape[1]
-  causal = jnp.arange(length)[None, :, None] >= jnp.arange(length)[None, None, :]
-  visible = causal | prefix_mask_BxL[:, None, :]
-  return ((seg_q == seg_k) & (seg_q != 0) & visible)[:, None]
+def attention_mask(segment_ids_BxL, prefix_mask_BxL) -> attention_lib.Masking:
+  """The mask rule's inputs for every layer: the [B, L] segment ids and prefix
+  mask, and the boolean [B, 1, L, L] rule (same non-zero segment and
+  (k <= q or k in prefix)), built once; an implementation that does not use
+  the dense mask (splash) leaves it to dead-code elimination."""
+  return attention_lib.masking(segment_ids_BxL, prefix_mask_BxL)
 
 
 class Attention(nn.Module):
-  """Multi-head attention with grouped KV heads (Ainslie et al. 2023)."""
+  """Multi-head attention with grouped KV heads (Ainslie et al. 2023).
+
+  ``cfg.attention`` picks the implementation (:mod:`scaling.attention`;
+  ``auto`` is resolved at trace time for the platform compiled for).
+  """
 
   cfg: Any
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, positions_BxL, masks: attention_lib.Masking):
     c = self.cfg
     dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
     d, h, k, dh = c.d_model, c.n_heads, c.n_kv_heads, config_lib.d_head(c)
@@ -141,19 +146,11 @@ class Attention(nn.Module):
       q_BxLxHxDh = rope(q_BxLxHxDh, positions_BxL, c.rope_theta)
       k_BxLxKxDh = rope(k_BxLxKxDh, positions_BxL, c.rope_theta)
     q_BxLxHxDh = _constrain(q_BxLxHxDh, ("batch", "length", "heads", "kv"))
-    # Heads-major layout [B, H, L, Dh]: its backward pass is about twice as
-    # fast on XLA:CPU as contracting in the [B, L, H, Dh] layout. Grouped KV
-    # heads are repeated to the query heads (same FLOPs, G x KV activations).
-    q_BxHxLxDh = jnp.swapaxes(q_BxLxHxDh, 1, 2) * (dh ** -0.5)
-    k_BxHxLxDh = jnp.repeat(jnp.swapaxes(k_BxLxKxDh, 1, 2), h // k, axis=1)
-    v_BxHxLxDh = jnp.repeat(jnp.swapaxes(v_BxLxKxDh, 1, 2), h // k, axis=1)
-    logits_BxHxLxL = jnp.einsum("bhqd,bhsd->bhqs", q_BxHxLxDh, k_BxHxLxDh,
-                                preferred_element_type=jnp.float32)
-    logits_BxHxLxL = jnp.where(mask_Bx1xLxL, logits_BxHxLxL, _NEG_INF)
-    probs_BxHxLxL = jax.nn.softmax(logits_BxHxLxL, axis=-1).astype(dtype)
-    out_BxHxLxDh = jnp.einsum("bhqs,bhsd->bhqd", probs_BxHxLxL, v_BxHxLxDh)
-    out_BxLxHxDh = _constrain(jnp.swapaxes(out_BxHxLxDh, 1, 2),
-                              ("batch", "length", "heads", "kv"))
+    out_BxLxHxDh = attention_lib.attend(
+        q_BxLxHxDh, k_BxLxKxDh, v_BxLxKxDh, masks.segment_ids_BxL,
+        masks.prefix_mask_BxL, scale=dh ** -0.5, implementation=c.attention,
+        mask_Bx1xLxL=masks.allowed_Bx1xLxL)
+    out_BxLxHxDh = _constrain(out_BxLxHxDh, ("batch", "length", "heads", "kv"))
     return _matmul(out_BxLxHxDh, wo, dtype)
 
 
@@ -182,18 +179,41 @@ class Mlp(nn.Module):
     return _matmul(h_BxLxF, w_out, dtype)
 
 
+def remat_policy(name: str):
+  """The ``jax.checkpoint`` policy of ``model.remat_policy`` (with remat on).
+
+  ``full``: ``nothing_saveable``, every block activation is recomputed in the
+  backward pass (the least memory; one more forward pass of FLOPs).
+  ``dots_saveable``: ``dots_with_no_batch_dims_saveable``: the projection
+  outputs are kept, since every projection here is a 2-D GEMM
+  (:func:`_matmul`, no batch dims: q, k, v, output, MLP), while the
+  attention score and value einsums (batch dims b, h) and elementwise ops
+  are recomputed, so no [B, H, L, L] tensor is stored. Plain
+  ``dots_saveable`` would also keep the float32 scores.
+
+  Raises:
+    ValueError: unknown name.
+  """
+  policies = {"full": jax.checkpoint_policies.nothing_saveable,
+              "dots_saveable":
+                  jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+  if name not in policies:
+    raise ValueError(f"unknown remat policy {name!r}; use one of "
+                     f"{', '.join(policies)}")
+  return policies[name]
+
+
 class Block(nn.Module):
   """Pre-norm Transformer block; signature fits ``nn.scan`` (carry, broadcast)."""
 
   cfg: Any
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+  def __call__(self, x_BxLxD, positions_BxL, masks):
     c = self.cfg
     pdtype = _DTYPES[c.param_dtype]
     x = x_BxLxD + Attention(c, name="attn")(
-        Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL,
-        mask_Bx1xLxL)
+        Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL, masks)
     x = x + Mlp(c, name="mlp")(Norm(c.norm, pdtype, name="mlp_norm")(x))
     x = _constrain(x, ("batch", "length", "embed"))
     return x, None
@@ -235,7 +255,8 @@ class Transformer(nn.Module):
 
     block = Block
     if c.remat:
-      block = nn.remat(block, prevent_cse=not c.scan_layers)
+      block = nn.remat(block, prevent_cse=not c.scan_layers,
+                       policy=remat_policy(c.remat_policy))
     if c.scan_layers:
       x, _ = nn.scan(
           block, variable_axes={"params": 0}, split_rngs={"params": True},

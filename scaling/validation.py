@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from scaling import accounting
+from scaling import attention
 from scaling import objectives
 from scaling import schedules
 from scaling import sharding
@@ -27,6 +28,8 @@ _CHOICES = {
     "model.positions": ("rope", "learned", "sinusoidal"),
     "model.dtype": ("float32", "bfloat16"),
     "model.param_dtype": ("float32", "bfloat16"),
+    "model.attention": attention.IMPLEMENTATIONS,
+    "model.remat_policy": ("full", "dots_saveable"),
     "optimizer.name": ("adamw",),
     "schedule.name": schedules.SCHEDULES,
 }
@@ -160,6 +163,7 @@ def validate(config, n_devices: int | None = None) -> None:
   _check_model(config.model)
   _check_length_and_schedule(config)
   _check_data_and_eval(config)
+  attention.validate_config(config)
   if config.objective.name != "causal_lm":
     objectives.validate(config)
   if n_devices is not None:

@@ -31,16 +31,31 @@ def _logits(model, params, inputs, segs, pos, prefix=None):
                           prefix[None])[0])
 
 
-@pytest.mark.parametrize("positions", ["rope", "learned", "sinusoidal"])
-def test_packed_documents_do_not_see_each_other(positions):
-  c = tiny_config(**{"model.positions": positions})
+# Every attention implementation that runs here (scaling.attention): splash
+# in Pallas interpret mode, on rows of 128 (its tile width); dot_product with
+# its XLA version. Positions enter before attention, so the position kinds
+# are crossed with the reference only.
+CASES = [("rope", "reference"), ("learned", "reference"),
+         ("sinusoidal", "reference"), ("rope", "dot_product"),
+         ("rope", "splash")]
+
+
+def _config(implementation, **overrides):
+  seq_len = 128 if implementation == "splash" else 32
+  return tiny_config(seq_len=seq_len,
+                     **{"model.attention": implementation, **overrides})
+
+
+@pytest.mark.parametrize("positions,implementation", CASES)
+def test_packed_documents_do_not_see_each_other(positions, implementation):
+  c = _config(implementation, **{"model.positions": positions})
   model, params = _init(c)
   L = c.seq_len
   rng = np.random.default_rng(0)
   inputs = rng.integers(0, 256, L).astype(np.int32)
-  segs = np.array([1] * 10 + [2] * 12 + [3] * 7 + [0] * 3, np.int32)
+  segs = np.array([1] * 10 + [2] * 12 + [3] * 7 + [0] * (L - 29), np.int32)
   pos = np.concatenate([np.arange(10), np.arange(12), np.arange(7),
-                        np.zeros(3)]).astype(np.int32)
+                        np.zeros(L - 29)]).astype(np.int32)
   base = _logits(model, params, inputs, segs, pos)
   changed = inputs.copy()
   changed[10:22] = rng.integers(0, 256, 12)  # rewrite document 2
@@ -50,14 +65,15 @@ def test_packed_documents_do_not_see_each_other(positions):
   assert np.abs(out[segs == 2] - base[segs == 2]).max() > 1e-3
   # Positions restart per document: document 3 alone at the start of a row
   # gives the same logits as inside the packed row.
-  alone = _logits(model, params, np.concatenate([inputs[22:29], inputs[:25]]),
-                  np.array([1] * 7 + [0] * 25, np.int32),
-                  np.concatenate([np.arange(7), np.zeros(25)]).astype(np.int32))
+  alone = _logits(model, params, np.concatenate([inputs[22:29], inputs[:L - 7]]),
+                  np.array([1] * 7 + [0] * (L - 7), np.int32),
+                  np.concatenate([np.arange(7), np.zeros(L - 7)]).astype(np.int32))
   np.testing.assert_allclose(alone[:7], base[22:29], rtol=1e-5, atol=1e-5)
 
 
-def test_causal_future_tokens_are_invisible_and_prefix_is_not():
-  c = tiny_config()
+@pytest.mark.parametrize("implementation", ["reference", "dot_product", "splash"])
+def test_causal_future_tokens_are_invisible_and_prefix_is_not(implementation):
+  c = _config(implementation)
   model, params = _init(c)
   L = c.seq_len
   inputs = np.arange(L, dtype=np.int32) % 200
@@ -67,10 +83,15 @@ def test_causal_future_tokens_are_invisible_and_prefix_is_not():
   changed[20] = 250
   out = _logits(model, params, changed, segs, pos)
   np.testing.assert_array_equal(out[:20], base[:20])
+  assert np.abs(out[20:] - base[20:]).max() > 1e-4  # the future does see it
   prefix = np.arange(L) < 24  # bidirectional over the first 24 tokens
   a = _logits(model, params, inputs, segs, pos, prefix)
   b = _logits(model, params, changed, segs, pos, prefix)
   assert np.abs(a[:20] - b[:20]).max() > 1e-4  # the prefix sees token 20
+  later = inputs.copy()
+  later[30] = 250  # after the prefix: invisible to every earlier position
+  np.testing.assert_array_equal(
+      _logits(model, params, later, segs, pos, prefix)[:30], a[:30])
 
 
 @pytest.mark.parametrize("overrides", [

@@ -60,9 +60,15 @@ def _stream(name, corpus=None, **kw):
                               objective_cfg=_objective(name), **args)
 
 
+# Attention implementations that run here, with their row length: splash
+# (Pallas interpret mode) tiles rows in blocks of 128.
+IMPLEMENTATIONS = {"reference": SEQ_LEN, "dot_product": SEQ_LEN, "splash": 128}
+
+
 @functools.lru_cache(maxsize=None)
-def _model_and_params():
-  c = tiny_config(seq_len=SEQ_LEN)
+def _model_and_params(implementation="reference"):
+  seq_len = IMPLEMENTATIONS[implementation]
+  c = tiny_config(seq_len=seq_len, **{"model.attention": implementation})
   model = model_lib.build(c)
   params = jax.jit(lambda: nn.unbox(model_lib.init_params(model, 0)))()
   return c, model, params
@@ -110,17 +116,19 @@ def _changed(model, params, row, rng):
   """changed[q, k]: logits at q move when input k alone is replaced."""
   n = row["inputs"].shape[0]
   real = np.flatnonzero(row["segment_ids"] > 0)
-  inputs = np.repeat(row["inputs"][None], len(real) + 1, axis=0)
+  # n + 1 variants whatever the row (the extra ones unchanged): one compiled
+  # shape for every row of a length
+  inputs = np.repeat(row["inputs"][None], n + 1, axis=0)
   for v, k in enumerate(real, start=1):
     old = inputs[v, k]
     new = old
     while new == old:
       new = int(rng.integers(0, 256))
     inputs[v, k] = new
-  tile = lambda x: np.repeat(x[None], len(real) + 1, axis=0)  # noqa: E731
+  tile = lambda x: np.repeat(x[None], n + 1, axis=0)  # noqa: E731
   logits = np.asarray(_apply(model, params, inputs, tile(row["segment_ids"]),
                              tile(row["positions"]), tile(row["prefix_mask"])))
-  diff = np.abs(logits[1:] - logits[:1]).max(axis=-1)  # [variant, q]
+  diff = np.abs(logits[1:len(real) + 1] - logits[:1]).max(axis=-1)  # [variant, q]
   changed = np.zeros((n, n), bool)
   # Unseen changes leave the logits bitwise equal here (masked keys get
   # weight exactly 0); seen ones move them by >= ~5e-4 at init.
@@ -128,9 +136,9 @@ def _changed(model, params, row, rng):
   return changed
 
 
-def _rows_with(name, want, limit=400):
+def _rows_with(name, want, limit=400, seq_len=SEQ_LEN):
   """A packed training row with >= 2 examples satisfying ``want(row)``."""
-  source = _stream(name).source
+  source = _stream(name, seq_len=seq_len).source
   for k in range(limit):
     row = source.row(k)
     if len(np.unique(row["segment_ids"][row["segment_ids"] > 0])) >= 2 and want(row):
@@ -155,11 +163,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
 @pytest.mark.parametrize("name,want", CASES,
                          ids=[f"{n}{i}" for i, (n, _) in enumerate(CASES)])
-def test_prediction_unchanged_when_an_unseeable_token_changes(name, want):
-  _, model, params = _model_and_params()
-  row = _rows_with(name, want)
+def test_prediction_unchanged_when_an_unseeable_token_changes(
+    name, want, implementation):
+  _, model, params = _model_and_params(implementation)
+  SEQ_LEN = IMPLEMENTATIONS[implementation]  # noqa: N806  (rows of this length)
+  row = _rows_with(name, want, seq_len=SEQ_LEN)
   see, bidir = _must_see(name, row)
   changed = _changed(model, params, row, np.random.default_rng(0))
   seg = row["segment_ids"]

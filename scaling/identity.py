@@ -62,14 +62,18 @@ class UnregisteredField(KeyError):
 
 def resolved(config: ml_collections.ConfigDict,
              platform: str | None = None) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with its platform-decided (``auto``) values fixed.
+  """A copy of ``config`` with its platform-decided (``auto``) values fixed
+  and fields that have no effect set to their introduced value.
 
   Args:
     config: a run config.
     platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: JAX's default
       backend).
   """
-  return attention.resolve_config(config, platform)
+  out = attention.resolve_config(config, platform)
+  if not out.model.remat:  # the policy of a rematerialisation that is off
+    out.model.remat_policy = INTRODUCED["model.remat_policy"]
+  return out
 
 
 def identity_fields(config: ml_collections.ConfigDict,

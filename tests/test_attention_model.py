@@ -16,7 +16,7 @@ import pytest
 from scaling import aot
 from scaling import model as model_lib
 from scaling import objectives as obj
-from scaling import step as step_lib
+from scaling import loss as loss_lib
 from tests.conftest import run_subprocess, tiny_config
 from tests.test_objectives_model import _stream
 
@@ -28,19 +28,16 @@ BASE = {"seq_len": SEQ_LEN, "objective.name": "ul2", "model.init_std": 0.3}
 
 def _init(config):
   model = model_lib.build(config)
-  b = step_lib.dummy_batch(1, config.seq_len)
-  params = jax.jit(lambda: nn.unbox(model.init(
-      jax.random.key(0), b["inputs"], b["segment_ids"], b["positions"],
-      b["prefix_mask"]))["params"])()
+  params = jax.jit(lambda: nn.unbox(model_lib.init_params(model, 0)))()
   return model, params
 
 
 def _loss_and_grads(config, batch):
-  """Mean NLL over loss tokens (``step.nll_sums``) and its gradients."""
+  """Mean NLL over loss tokens (``loss.nll_sums``) and its gradients."""
   model, params = _init(config)
 
   def loss(p):
-    nll, _, count = step_lib.nll_sums(model, p, batch)
+    nll, _, count = loss_lib.nll_sums(model, p, batch)
     return nll.sum() / count.sum()
 
   value, grads = jax.jit(jax.value_and_grad(loss))(params)
@@ -138,7 +135,7 @@ def test_splash_under_a_sharded_mesh_equals_the_reference():
   """shard_map over (data, fsdp) x tensor on 8 fake CPU devices."""
   out = run_subprocess("""
 import jax, numpy as np
-from scaling import sharding as sharding_lib, step as step_lib
+from scaling import sharding as sharding_lib
 from tests.conftest import tiny_config
 from tests.test_attention_model import (BASE, _ul2_batch, _loss_and_grads,
                                         _max_grad_diff)

@@ -8,7 +8,7 @@ not identifiable or unreliable says so next to its numbers.
 
 from __future__ import annotations
 
-from analysis import headline, identify
+from analysis import headline, identify, replicates
 
 N_WHY = (
     "Kaplan et al. 2020 count non-embedding parameters, Hoffmann et al. 2022 "
@@ -137,6 +137,9 @@ def render(fit: dict) -> str:
     lines += ["Intervals: none (bootstrap disabled): no uncertainty is "
               "known.", ""]
   lines += [f"- {n}" for n in fit.get("notes", [])]
+  lines += [""] + replicates.lines(
+      fit.get("replicates"), fit.get("repetition"),
+      (fit.get("approach3") or {}).get("rms_log_residual"), s["level"])
   lines += ["", "## Flags", ""]
   flag_rows = []
   for key, name in (("approach3", "Approach 3"), ("mle", "likelihood fit"),

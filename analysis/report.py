@@ -27,7 +27,8 @@ import pandas as pd
 
 from analysis import (allocation, bootstrap, chinchilla, data_constrained,
                       envelope, groups, headline, identify, isoflop, load,
-                      markdown, mle, plots, powerlaw, sensitivity)
+                      markdown, mle, plots, powerlaw, replicates,
+                      sensitivity)
 
 SCHEMA = "scaling.analysis.fit/2"
 DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
@@ -241,6 +242,9 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
         default_ci=dict(approach3=(result["allocation"].get("a") or {}).get(
             "ci"), approach2=(result["approach2"].get("a") or {}).get("ci")))
     result["sensitivity"]["seconds"] = time.perf_counter() - t0
+  result["replicates"] = replicates.noise_floor(n, d, loss, level)
+  result["repetition"] = replicates.repetition(
+      d, runs["unique_tokens"] if "unique_tokens" in runs else None)
   result["summary"] = headline.summarize(result)
 
   files = []

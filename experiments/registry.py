@@ -170,7 +170,6 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _DISCOVERED = False
-_CORPUS_HASHES: dict[tuple, str] = {}
 
 
 def register(name: str, description: str, cost: str = "",
@@ -253,17 +252,13 @@ def lookup(name: str) -> Experiment:
 
 
 def corpus_hash(data_cfg) -> str:
-  """Content hash of the corpus named by ``data_cfg``, cached per process.
-
-  Loading the built-in corpus takes a second or two the first time.
+  """Content hash of the corpus named by ``data_cfg`` (loaded once per
+  process, ``scaling.data.sources.load_corpus``).
 
   Raises:
     ConfigError: as ``scaling.data.sources.load_corpus``.
   """
-  key = (data_cfg.source, data_cfg.path, float(data_cfg.val_fraction))
-  if key not in _CORPUS_HASHES:
-    _CORPUS_HASHES[key] = sources.load_corpus(data_cfg).corpus_hash
-  return _CORPUS_HASHES[key]
+  return sources.load_corpus(data_cfg).corpus_hash
 
 
 def identity(config: ml_collections.ConfigDict) -> str:

@@ -53,6 +53,7 @@ from experiments.compile_cache import compile_stats, enable_compile_cache
 from scaling import agree
 from scaling import claims
 from scaling import metrics
+from scaling import peak
 from scaling import train as train_lib
 from scaling import validation
 from scaling.config import ConfigError
@@ -237,7 +238,9 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
               retry_failed: bool = False, wait: bool = True,
               analyze: bool = True, progress: bool = True,
               stale_seconds: float = 120.0, heartbeat_seconds: float = 10.0,
-              poll_seconds: float = 5.0, out: TextIO | None = None) -> SweepResult:
+              poll_seconds: float = 5.0, train: bool = True,
+              started_at: float | None = None,
+              out: TextIO | None = None) -> SweepResult:
   """Runs (or, with ``dry``, lists) an experiment's runs into ``workdir/name``.
 
   Args:
@@ -259,6 +262,10 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
     progress: show the FLOP progress bar.
     stale_seconds, heartbeat_seconds, poll_seconds: claim staleness, the
       owner's heartbeat period and the waiting poll period.
+    train: False trains nothing: only the tables, summary and analysis of
+      what is there (after a sweep's workers finished).
+    started_at: when the sweep command started (``time.time()``; default
+      now): the sweep's wall time, and so its throughput, counts from it.
     out: where the report goes (default sys.stdout).
 
   Returns:
@@ -280,6 +287,7 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
         "filesystem all workers share (run claims need atomic file creation)")
   plan = plan_lib.SweepPlan(experiment, plan_lib.select(experiment, only),
                             sweep_dir, retry_failed)
+  started_at = plan.t_start if started_at is None else started_at
   if dry:
     rows = plan_lib.dry_run(plan, out)
     return SweepResult(os.fspath(sweep_dir), rows, [], [], [], [], 0.0, 0.0,
@@ -292,18 +300,19 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
       os.fspath(workdir) if posix else where.root, ".jax_cache"))
   print(f"compile cache {cache}", file=out)
   log = progress_lib.EventLog(sweep_dir if lock_dir is None else where.root)
-  bar = progress_lib.FlopBar(experiment.name, sum(
-      p.flops for p in plan.runs if not plan.done(p)), progress)
   tally = _Tally()
-  try:
-    _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
-  finally:
-    bar.close()
-  return _finish(plan, where, tally, analyze, out)
+  if train:
+    bar = progress_lib.FlopBar(experiment.name, sum(
+        p.flops for p in plan.runs if not plan.done(p)), progress)
+    try:
+      _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
+    finally:
+      bar.close()
+  return _finish(plan, where, tally, analyze, started_at, out)
 
 
 def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
-            analyze: bool, out: TextIO) -> SweepResult:
+            analyze: bool, started_at: float, out: TextIO) -> SweepResult:
   """Writes the tables and the sweep summary, then runs the analysis.
 
   Only process 0 of a multi-host job writes them.
@@ -327,8 +336,13 @@ def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
     analysis_error = "no finished runs to analyse"
   else:
     analysis, analysis_error = _analyze(sweep_dir, where, experiment.analyze)
-  summary = tables.sweep_summary(rows, tally.trained,
-                                 time.time() - plan.t_start)
+  # The machine's peak, measured here with every CPU this command may use
+  # (a sweep's workers are pinned to a share of them).
+  peak_flops, peak_source = peak.peak_flops(
+      jax.devices(), experiment.runs[0].config.model.dtype)
+  summary = tables.sweep_summary(rows, _trained_since(plan, started_at),
+                                 time.time() - started_at, peak_flops)
+  summary["peak_source"] = peak_source
   summary.update(
       experiment=experiment.name, unfinished=len(unfinished),
       trained_here=len(tally.trained), failed_here=len(tally.failed),
@@ -341,6 +355,18 @@ def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
   return SweepResult(os.fspath(sweep_dir), rows, tally.trained, tally.skipped,
                      tally.failed, unfinished, tally.compile_seconds,
                      tally.train_seconds, analysis, analysis_error)
+
+
+def _trained_since(plan: plan_lib.SweepPlan, started_at: float) -> list[str]:
+  """Runs whose summary was written since ``started_at`` (by any worker)."""
+  names = []
+  for planned in plan.runs:
+    try:
+      if os.stat(os.fspath(planned.run_dir / "summary.json")).st_mtime >= started_at:
+        names.append(planned.name)
+    except FileNotFoundError:
+      pass
+  return names
 
 
 def _is_running(where: _Claims):

@@ -173,20 +173,20 @@ def _number(row: dict, key: str) -> float:
 
 
 def sweep_summary(rows: Sequence[dict], trained_here: Sequence[str],
-                  sweep_wall_seconds: float) -> dict:
+                  sweep_wall_seconds: float, peak_flops_per_sec: float) -> dict:
   """Counts, compile share and throughput of a sweep, for sweep_summary.json.
 
-  Throughput: ``flops_per_second_here`` = exact training FLOPs of the runs
-  this call trained / this call's wall time (compile, eval, checkpoints,
-  analysis and idle cores included), and ``mfu_here`` = that over the runs'
-  measured peak (``peak_flops_per_sec`` of their summaries, the highest).
+  Throughput: ``flops_per_second_here`` = exact training FLOPs of the
+  finished runs this command trained / its wall time (compile, eval,
+  checkpoints, idle cores included; the analysis after it is not), and
+  ``mfu_here`` = that over ``peak_flops_per_sec``, the machine's peak.
   """
   compile_total = sum(_number(r, "compile_seconds") for r in rows)
   wall_total = sum(_number(r, "wall_seconds") for r in rows)
   here = [r for r in rows if r["run"] in set(trained_here)
           and r["status"] == "finished"]
   flops_here = sum(_number(r, "flops") for r in here)
-  peak = max((_number(r, "peak_flops_per_sec") for r in here), default=0.0)
+  peak = peak_flops_per_sec
   rate = flops_here / sweep_wall_seconds if sweep_wall_seconds > 0 else None
   return dict(
       runs=len(rows), finished=sum(r["status"] == "finished" for r in rows),

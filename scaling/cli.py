@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from scaling import config as config_lib
 
@@ -116,6 +117,27 @@ def _check(argv: list[str]) -> int:
   return 0
 
 
+def _sweep(argv: list[str]) -> int:
+  """``scaling sweep``: in this process, or with ``--workers N`` in N pinned
+  worker processes (``launch.workers``) and then the tables and analysis
+  here."""
+  from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
+  from launch import workers  # pylint: disable=import-outside-toplevel
+  started_at = time.time()
+  args = exp_cli.sweep_parser().parse_args(argv)
+  distributed = _initialize_distributed()
+  n = exp_cli.resolve_workers(args, len(workers.usable_cpus()))
+  if n == 1:
+    return distributed.finish(exp_cli.run(args))
+  rest = [a for i, a in enumerate(argv)
+          if not (a == "--workers" or a.startswith("--workers=")
+                  or (i and argv[i - 1] == "--workers"))]
+  status = workers.run_workers(rest, n)
+  if status:
+    return status
+  return exp_cli.run(args, train=False, started_at=started_at)
+
+
 def _print_summary(summary: dict) -> None:
   """Prints the run's headline figures (and eval_bpb against unigram entropy)."""
   keys = ("step", "tokens", "flops", "params_total", "train_loss", "eval_loss",
@@ -133,6 +155,12 @@ def _print_summary(summary: dict) -> None:
           f"unigram entropy ({summary['unigram_bpb']:.3f} bits per byte)")
 
 
+def _pin_cpus() -> None:
+  """A sweep worker's CPUs (``SCALING_CPU_AFFINITY``), before JAX starts."""
+  from launch import workers  # pylint: disable=import-outside-toplevel
+  workers.apply_affinity()
+
+
 def _initialize_distributed():
   """Joins a multi-process job when the environment describes one."""
   from launch import distributed  # pylint: disable=import-outside-toplevel
@@ -142,6 +170,7 @@ def _initialize_distributed():
 
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
+  _pin_cpus()
   if not argv or argv[0] in ("-h", "--help"):
     print(USAGE)
     return 0 if argv else 2
@@ -153,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
       from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
       return exp_cli.main_list(rest)
     if command == "sweep":
-      distributed = _initialize_distributed()
-      from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
-      return distributed.finish(exp_cli.main_sweep(rest))
+      return _sweep(rest)
     if command == "check":
       return _check(rest)
     if command == "analyze":

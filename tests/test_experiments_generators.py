@@ -95,15 +95,31 @@ def test_isoflop_runs_are_within_one_step_of_their_budget(name):
     assert len(n_effs) >= 3, (name, budget)  # a parabola needs 3 sizes
 
 
-def test_quickstart_is_3_budgets_of_at_least_4_sizes():
-  experiment = registry.lookup("quickstart")
+@pytest.mark.parametrize("name, decades", [("quickstart", 0.8),
+                                           ("quickstart_decade", 1.0)])
+def test_quickstart_tiers_are_real_small_studies(name, decades):
+  experiment = registry.lookup(name)
   by_budget = {}
   for run in experiment.runs:
-    by_budget.setdefault(run.budget, []).append(run.tags["n_eff"])
+    if "seed" not in run.tags:
+      by_budget.setdefault(run.budget, []).append(run.tags["n_eff"])
   assert len(by_budget) >= 3
+  assert math.log10(max(by_budget) / min(by_budget)) >= decades
   for budget, sizes in by_budget.items():
     assert len(sizes) >= 4 and len(set(sizes)) == len(sizes), budget
   assert not experiment.notes  # nothing dropped
+  # Every model has at least 2 layers; at the largest size the
+  # non-embedding parameters are the majority.
+  assert all(r.config.model.n_layers >= 2 for r in experiment.runs)
+  largest = max(experiment.runs, key=lambda r: r.tags["n_eff"])
+  counts = accounting.param_counts(largest.config.model,
+                                   config_lib.vocab_size(largest.config),
+                                   largest.config.seq_len)
+  assert counts["params_nonembedding"] > counts["params_total"] / 2
+  # Seed replicates: same shape and budget, other data and init seeds.
+  replicates = [r for r in experiment.runs if "seed" in r.tags]
+  assert len(replicates) >= 2
+  assert len({r.name() for r in experiment.runs}) == len(experiment.runs)
   # Warmup is a fraction of training; per-size learning rates fall with N.
   for run in experiment.runs:
     assert run.config.schedule.warmup_steps == -1

@@ -46,9 +46,10 @@ from scaling import peak
 from scaling import program as program_lib
 from scaling import sharding
 from scaling import validation
-from scaling.data import BATCH_DTYPES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_train import random_batch  # pylint: disable=wrong-import-position
 
 
 def shape_key(config) -> str:
@@ -58,17 +59,6 @@ def shape_key(config) -> str:
                                        "tokenizer")} | {
       "objective": d["objective"]["name"],
       "microbatches": d["train"]["microbatches"]}, sort_keys=True)
-
-
-def random_batch(config, rng) -> dict:
-  shape = (config.batch_size, config.seq_len)
-  batch = {k: np.zeros(shape, d) for k, d in BATCH_DTYPES.items()}
-  batch["inputs"] = rng.integers(0, 256, shape).astype(np.int32)
-  batch["targets"] = rng.integers(0, 256, shape).astype(np.int32)
-  batch["loss_mask"][:] = 1.0
-  batch["segment_ids"][:] = 1
-  batch["positions"][:] = np.arange(config.seq_len)
-  return batch
 
 
 def step_seconds(config, steps: int) -> float:

@@ -22,17 +22,8 @@ from experiments import cost
 from experiments import plan as plan_lib
 from experiments import registry
 from experiments import runner
+from scaling import metrics
 from scaling.config import ConfigError
-
-def _duration(seconds: float) -> str:
-  if seconds < 90:
-    return f"{seconds:.0f} s"
-  if seconds < 5400:
-    return f"{seconds / 60:.0f} min"
-  if seconds < 2 * 86400:
-    return f"{seconds / 3600:.1f} h"
-  return f"{seconds / 86400:.0f} days"
-
 
 def main_list(argv: list[str]) -> int:
   """``scaling experiments``: name, runs, total FLOPs, estimated time here.
@@ -58,7 +49,7 @@ def main_list(argv: list[str]) -> int:
     experiment = registry.lookup(name)
     seconds = cost.estimate_seconds(experiment.runs, rate, step_seconds)
     print(f"{name:<20} {len(experiment.runs):>5} "
-          f"{experiment.total_flops:>12.3g} {_duration(seconds):>10}  "
+          f"{experiment.total_flops:>12.3g} {metrics.duration(seconds):>10}  "
           f"{experiment.description}")
     if args.verbose:
       if experiment.cost:

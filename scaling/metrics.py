@@ -15,6 +15,17 @@ from etils import epath
 import jax
 
 
+def duration(seconds: float) -> str:
+  """``42 s``, ``12 min``, ``3.5 h`` or ``4 days``: a duration for people."""
+  if seconds < 90:
+    return f"{seconds:.0f} s"
+  if seconds < 5400:
+    return f"{seconds / 60:.0f} min"
+  if seconds < 2 * 86400:
+    return f"{seconds / 3600:.1f} h"
+  return f"{seconds / 86400:.0f} days"
+
+
 def write_json_atomic(path, obj) -> None:
   """Writes JSON to ``path`` through a temporary file and a rename."""
   path = epath.Path(path)

@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+from scaling import metrics
+
 _DTYPES = ("float32", "bfloat16")
 
 
@@ -199,16 +201,6 @@ _MEASURED: dict[str, dict[str, Any]] = {}  # this process's measurements
 QUICK_SECONDS = 0.4  # timed calls of a re-measurement at the cached size
 
 
-def _age(seconds: float) -> str:
-  if seconds < 90:
-    return f"{seconds:.0f} s"
-  if seconds < 5400:
-    return f"{seconds / 60:.0f} min"
-  if seconds < 2 * 86400:
-    return f"{seconds / 3600:.1f} h"
-  return f"{seconds / 86400:.0f} days"
-
-
 def _read_table(path: pathlib.Path) -> dict:
   try:
     table = json.loads(path.read_text(encoding="utf-8"))
@@ -321,7 +313,7 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
     notes += f", scaled by {n_dev}/{len(local)} devices"
   when = best.get("measured_at")
   if isinstance(when, (int, float)):
-    age = (f"measured {_age(max(0.0, time.time() - when))} ago "
+    age = (f"measured {metrics.duration(max(0.0, time.time() - when))} ago "
            f"({time.strftime('%Y-%m-%d %H:%M', time.localtime(when))})")
   else:
     age = f"measured {when or 'at an unknown time'}"

@@ -46,7 +46,9 @@ IDENTITY_GLOBALS = ("batch_size", "seq_len")
 # did before the field existed. Adding a field to an identity section means
 # adding it here (a test checks that every schema field is in V1_FIELDS or
 # here); never change an entry once runs were recorded.
-INTRODUCED: dict[str, Any] = {}
+INTRODUCED: dict[str, Any] = {
+    "schedule.decay_shape": "linear",  # WSD decayed linearly before
+}
 
 
 class UnregisteredField(KeyError):

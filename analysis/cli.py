@@ -191,6 +191,9 @@ def _main_hparams(args) -> int:
             f"{'; '.join(e['reasons'])}")
   print(f"wrote {args.out}/hparams.json, hparams.md, {len(result['plots'])} "
         f"plot files and the rule file {result['rule']}")
+  if not any((result.get(k) or {}).get("law") for k in hparams_report.KINDS):
+    print("note: no law was fitted, so the rule file holds none (a sweep "
+          "refuses to load it)")
   return 0
 
 

@@ -392,6 +392,10 @@ class FittedRule(Rule):
       law = fit.get(key)
       if law is not None and not {"coef", "exponent"} <= set(law):
         raise ValueError(f"{path}: '{key}' needs coef and exponent")
+    if not fit.get("lr") and not fit.get("batch"):
+      raise ValueError(f"{path}: holds no fitted law (no size had an "
+                       "identifiable optimum, see hparams.md next to it); "
+                       "widen the sweep's grid")
     if fit.get("batch") and fit["batch"].get("unit") != "tokens":
       raise ValueError(f"{path}: its batch law is in {fit['batch'].get('unit')!r}"
                        ", not tokens per step; refit with a batch column in "

@@ -170,3 +170,8 @@ def test_bad_rule_files_and_names_are_refused(tmp_path):
                                        "unit": "sequences"}}))
   with pytest.raises(ValueError, match="tokens"):
     hparams.get_rule(str(bad))
+  bad.write_text(json.dumps({"schema": "scaling.hparams.rule/1",
+                             "x": {"column": "params_total"},
+                             "lr": None, "batch": None}))
+  with pytest.raises(ValueError, match="no fitted law"):
+    hparams.get_rule(str(bad))

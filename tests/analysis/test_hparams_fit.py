@@ -1,6 +1,7 @@
 """``scaling analyze --hparams``: per-size optima, grid edges, power laws."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,8 @@ from analysis import cli
 from analysis import hparams
 from analysis import hparams_report
 
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
+                       "synthetic_lr_sweep.csv")
 SIZES = (1e4, 3e4, 1e5, 3e5, 1e6)
 EXPONENT = -1 / 3
 
@@ -36,10 +39,13 @@ def synthetic_lr_sweep(edge_size=3e6, noise=2e-3, seed=0):
   return pd.DataFrame(rows)
 
 
+def test_the_fixture_is_the_synthetic_sweep():
+  pd.testing.assert_frame_equal(pd.read_csv(FIXTURE), synthetic_lr_sweep(),
+                                check_exact=False, rtol=1e-12)
+
+
 def test_recovers_the_lr_power_law_and_flags_the_grid_edge(tmp_path):
-  csv = tmp_path / "lr.csv"
-  synthetic_lr_sweep().to_csv(csv, index=False)
-  out = hparams_report.analyze_hparams(str(csv), str(tmp_path / "fit"),
+  out = hparams_report.analyze_hparams(FIXTURE, str(tmp_path / "fit"),
                                        bootstrap=50, plots=False)
   fit = out["lr"]
   assert abs(fit["law"]["exponent"] - EXPONENT) < 0.05
@@ -136,3 +142,17 @@ def test_cli_prints_the_law_and_the_flag(tmp_path, capsys):
   assert cli.main([str(csv), "--out", str(tmp_path / "o2"),
                    "--hparams", "batch"]) == 2
   assert "--hparams batch" in capsys.readouterr().err
+
+
+def test_the_law_in_compute(tmp_path):
+  # C = 6 N D with D = 20 N: lr* = 0.5 N^(-1/3) = k C^(-1/6).
+  df = synthetic_lr_sweep()
+  df["flops"] = 6 * df["params_total"] * df["tokens"]
+  csv = tmp_path / "lr.csv"
+  df.to_csv(csv, index=False)
+  out = hparams_report.analyze_hparams(str(csv), str(tmp_path / "fit"),
+                                       x="C", bootstrap=0, plots=False)
+  assert out["lr"]["law"]["exponent"] == pytest.approx(EXPONENT / 2, abs=0.02)
+  rule = json.loads((tmp_path / "fit" / "rule.json").read_text())
+  assert rule["x"] == dict(column="flops", variable="C",
+                           definition="training FLOPs C")

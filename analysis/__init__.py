@@ -20,6 +20,9 @@ Independent of training: every function works on plain arrays or on any CSV of
 * ``sensitivity``: refits under other N/C definitions, Huber δ, fewer runs.
 * ``groups``: the loss-versus-compute frontier per group (``--group-by``).
 * ``data_constrained``: effective-data law of Muennighoff et al. 2023.
+* ``hparams``, ``hparams_report``: the best learning rate / batch per size
+  and their power laws in N or C, and the rule file a sweep loads
+  (``scaling analyze --hparams``).
 * ``plots``, ``report``, ``markdown``, ``cli``: figures, ``fit.json``,
   ``report.md`` and ``scaling analyze``.
 

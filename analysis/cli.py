@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analysis import hparams_report
 from analysis import identify
 from analysis import report
 
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="drop the K highest-loss rows (Epoch AI drop 5)")
   p.add_argument("--bootstrap", type=int, default=100, metavar="K",
                  help="bootstrap resamples of runs (0 = none; default 100)")
+  p.add_argument("--resample-by", default=None, metavar="COLUMN",
+                 help="resample groups of runs that are not independent: the "
+                 "runs sharing a value of COLUMN are drawn together (default "
+                 "branch_of when present: WSD decay branches of one stable "
+                 "run; their stable runs are left out of the fits)")
   p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
   p.add_argument("--level", type=float, default=0.95,
                  help="interval coverage (default 0.95)")
@@ -79,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dc-base", choices=("fit", "published"), default="fit",
                  help="data-constrained base law: Approach 3 on single-epoch "
                  "runs, or Muennighoff et al.'s published values")
+  hp = p.add_argument_group(
+      "hyperparameter rules", "--hparams fits the best learning rate and/or "
+      "batch per size of an lr_sweep / batch_sweep table, then a power law in "
+      "N or C, and writes hparams.json, hparams.md, plots and rule.json (a "
+      "rule a sweep loads: experiments.hparams.get_rule(PATH)) instead of the "
+      "scaling-law fits")
+  hp.add_argument("--hparams", nargs="?", const="auto", default=None,
+                  metavar="KIND[,KIND]",
+                  help="lr, batch or lr,batch (default: every kind whose "
+                  "column varies within a size)")
+  hp.add_argument("--hparams-x", choices=("N", "C"), default="N",
+                  help="the law's variable: N (the --n-col parameters; "
+                  "default) or C (the --c-col FLOPs)")
+  hp.add_argument("--lr-col", default=None,
+                  help="learning-rate column (default peak_lr)")
+  hp.add_argument("--batch-col", default=None,
+                  help="batch column in tokens per step (default "
+                  "batch_tokens, else batch_size x seq_len)")
+  hp.add_argument("--rule-out", default=None, metavar="FILE",
+                  help="where the rule file goes (default OUT/rule.json)")
   p.add_argument("--no-plots", action="store_true", help="skip figures")
   p.add_argument("--no-sensitivity", action="store_true",
                  help="skip the sensitivity refits (N and C definitions, "
@@ -92,8 +118,11 @@ def main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if args.drop_highest_loss < 0 or args.bootstrap < 0:
     parser.error("--drop-highest-loss and --bootstrap must be >= 0")
+  if args.hparams is not None:
+    return _main_hparams(args)
   opts = {k: v for k, v in vars(args).items()
-          if k not in ("path", "out", "no_plots", "no_sensitivity")}
+          if k not in ("path", "out", "no_plots", "no_sensitivity", "hparams",
+                       "hparams_x", "lr_col", "batch_col", "rule_out")}
   opts["plots"] = not args.no_plots
   opts["sensitivity"] = not args.no_sensitivity
   try:
@@ -124,6 +153,47 @@ def main(argv: list[str]) -> int:
       print(f"flag: {name}: {text}")
   for w in fit["warnings"]:
     print(f"warning: {w}")
+  return 0
+
+
+def _main_hparams(args) -> int:
+  """``scaling analyze PATH --out DIR --hparams``."""
+  kinds = None if args.hparams == "auto" else [
+      k.strip() for k in args.hparams.split(",") if k.strip()]
+  try:
+    result = hparams_report.analyze_hparams(
+        args.path, args.out, kinds=kinds, x=args.hparams_x, n_col=args.n_col,
+        c_col=args.c_col, loss_col=args.loss_col, run_col=args.run_col,
+        lr_col=args.lr_col, batch_col=args.batch_col,
+        n_definition=args.n_definition, bootstrap=args.bootstrap,
+        seed=args.seed, level=args.level, plots=not args.no_plots,
+        rule_out=args.rule_out)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"scaling analyze: error: {e}", file=sys.stderr)
+    return 2
+  x = args.hparams_x
+  for kind in hparams_report.KINDS:
+    fit = result.get(kind)
+    if not fit:
+      continue
+    law = fit["law"]
+    if law is None:
+      print(f"{kind}: no law ({'; '.join(fit['reasons'])})")
+    else:
+      ci = law.get("exponent_ci")
+      ci_text = (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "none")
+      print(f"{kind}*({x}) = {law['coef']:.4g} * {x}^{law['exponent']:.4f} on "
+            f"{law['n_sizes']} sizes; exponent 95% bootstrap interval "
+            f"{ci_text} ({law.get('n_ok', 0)}/{law.get('n_resamples', 0)} "
+            "resamples)")
+    for e in fit["excluded"]:
+      print(f"flag: {kind}: size N={e['size']:.4g} left out: "
+            f"{'; '.join(e['reasons'])}")
+  print(f"wrote {args.out}/hparams.json, hparams.md, {len(result['plots'])} "
+        f"plot files and the rule file {result['rule']}")
+  if not any((result.get(k) or {}).get("law") for k in hparams_report.KINDS):
+    print("note: no law was fitted, so the rule file holds none (a sweep "
+          "refuses to load it)")
   return 0
 
 

@@ -37,10 +37,10 @@ DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
                 bootstrap=100, seed=0, level=0.95, curve_points="auto",
                 grid_decades=0.1, reference_flops=None, budgets=None,
                 delta=chinchilla.HUBER_DELTA, dc_base="fit", plots=True,
-                sensitivity=True, group_by=None)
+                sensitivity=True, group_by=None, resample_by=None)
 LOAD_KEYS = ("n_col", "d_col", "c_col", "loss_col", "run_col", "step_col",
              "budget_col", "unique_col", "epochs_col", "drop_highest_loss",
-             "n_definition")
+             "n_definition", "resample_by")
 
 
 def clean_json(obj):
@@ -102,7 +102,9 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
       100), delta (Huber δ), dc_base ("fit" or "published": base law of the
       data-constrained fit), plots (bool), sensitivity (bool: the refits of
       ``analysis.sensitivity``), group_by (a column: per-group frontiers
-      only, ``groups.analyze``).
+      only, ``groups.analyze``), resample_by (a column grouping runs into
+      one bootstrap unit; default ``branch_of`` when present, the stable
+      run of WSD decay branches).
 
   Returns:
     the content of fit.json (a dict).

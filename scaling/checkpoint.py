@@ -1,4 +1,5 @@
-"""Checkpoints with orbax: save every N steps, keep the last K, resume from the
+"""Checkpoints with orbax: save every N steps, keep the last K (and any steps
+named to be kept, such as the branch points of a stable run), resume from the
 newest step that really restores.
 
 Each checkpoint holds the train state (params, optimizer state, step) and a
@@ -38,12 +39,21 @@ class Checkpointer:
     directory: ``<workdir>/checkpoints`` (local path or ``gs://``).
     keep: number of most recent checkpoints kept.
     async_save: save in a background thread (orbax async checkpointing).
+    keep_steps: steps kept whatever ``keep`` says (``checkpoint.at_steps``:
+      the points where WSD decay branches start).
   """
 
-  def __init__(self, directory, keep: int = 3, async_save: bool = True):
+  def __init__(self, directory, keep: int = 3, async_save: bool = True,
+               keep_steps=()):
     self.directory = epath.Path(directory)
+    policy = ocp.checkpoint_managers
+    preserve = policy.LatestN(n=keep)
+    if keep_steps:
+      preserve = policy.AnyPreservationPolicy([
+          preserve, policy.CustomSteps(steps=sorted(int(k) for k in keep_steps))])
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+        preservation_policy=preserve, enable_async_checkpointing=async_save,
+        create=True)
     self._manager = self._new_manager()
 
   def _new_manager(self):

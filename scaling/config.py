@@ -104,6 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
       warmup_fraction=0.05,
       min_lr_ratio=0.1,
       decay_fraction=0.2,  # wsd: the last decay_fraction * steps decay
+      decay_shape="linear",  # wsd: linear | 1-sqrt | cosine
   ))
   c.train = ml_collections.ConfigDict(dict(
       steps=600,  # -1: derived from tokens
@@ -114,7 +115,9 @@ def default_config() -> ml_collections.ConfigDict:
   ))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(
-      every=100, keep=3, async_save=True))
+      every=100, keep=3, async_save=True,
+      at_steps=(),  # also saved, and kept beyond `keep` (branch points)
+  ))
   c.eval = ml_collections.ConfigDict(dict(
       every=100, batches=16, batch_size=16, continuation=True))
   return c

@@ -53,6 +53,7 @@ INTRODUCED: dict[str, Any] = {
     "model.attention": "reference",
     # Full-block rematerialisation, what remat=True meant before.
     "model.remat_policy": "full",
+    "schedule.decay_shape": "linear",  # WSD decayed linearly before
 }
 
 

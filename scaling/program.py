@@ -179,7 +179,8 @@ def build(config, mesh) -> Program:
   rep = sharding.replicated(mesh)
   train_step = jax.jit(
       step_lib.make_train_step(model, config.schedule.name,
-                               config.train.microbatches, decay_embeddings),
+                               config.train.microbatches, decay_embeddings,
+                               config.schedule.decay_shape),
       in_shardings=(shardings, batch_shardings, {k: rep for k in hp}),
       out_shardings=(shardings, None), donate_argnums=(0,))
   eval_step = jax.jit(

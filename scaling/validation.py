@@ -32,6 +32,7 @@ _CHOICES = {
     "model.remat_policy": ("full", "dots_saveable"),
     "optimizer.name": ("adamw",),
     "schedule.name": schedules.SCHEDULES,
+    "schedule.decay_shape": schedules.DECAY_SHAPES,
 }
 _POSITIVE = ("batch_size", "seq_len", "model.d_model", "model.n_layers",
              "model.n_heads", "model.n_kv_heads", "model.d_ff",
@@ -91,6 +92,25 @@ def _check_length_and_schedule(config) -> None:
     raise ConfigError("schedule.min_lr_ratio", "must lie in [0, 1].")
   if s.name == "wsd" and not 0 < s.decay_fraction <= 1:
     raise ConfigError("schedule.decay_fraction", "must lie in (0, 1].")
+  if s.name != "wsd" and s.decay_shape != "linear":
+    raise ConfigError(
+        "schedule.decay_shape", f"'{s.decay_shape}' is used only by the wsd "
+        f"schedule, not by '{s.name}'; set schedule.name=wsd or leave "
+        "decay_shape at linear.")
+  _check_checkpoint_steps(config)
+
+
+def _check_checkpoint_steps(config) -> None:
+  steps = config.checkpoint.at_steps
+  total = accounting.train_steps(config)
+  if not isinstance(steps, (tuple, list)) or not all(
+      isinstance(k, int) and not isinstance(k, bool) for k in steps):
+    raise ConfigError("checkpoint.at_steps", f"must be a tuple of step "
+                      f"numbers such as (200, 400), got {steps!r}.")
+  bad = [k for k in steps if not 1 <= k <= total]
+  if bad:
+    raise ConfigError("checkpoint.at_steps", f"steps {bad} are outside "
+                      f"[1, {total}] (train.steps); give steps the run reaches.")
 
 
 def _check_data_and_eval(config) -> None:

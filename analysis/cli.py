@@ -178,9 +178,13 @@ def _print_downstream(metric: str, group: str | None, e: dict):
     pm, err = r["predicted"]["metric"], r["error"]
     x = r.get("extrapolation")
     where = "" if x is None else f", extrapolation x{x:.3g} in C"
+    inside = r.get("observed_in_prediction_interval")
+    within = ("" if inside is None else "; observed within the prediction "
+              "interval" if inside else "; observed OUTSIDE the prediction "
+              "interval")
     print(f"{head}: held-out {r['run']}{where}: observed "
           f"{r['observed']['metric']:.4g}, predicted {pm['value']:.4g}"
-          f"{ci(pm)}, error {err['value']:+.4g}{ci(err)}; "
+          f"{ci(pm)}, error {err['value']:+.4g}{ci(err)}{within}; "
           f"{identify.flag_text(e)}")
 
 

@@ -35,10 +35,13 @@ then chains them. The prediction error e = Acĉ − Acc_observed gets the
 percentile interval of Acĉ_k − Acc_observed, the spread that the fit's
 uncertainty gives the error: when the law is right it covers the error of
 the true law at that run (the run's own measurement noise) with about the
-stated coverage, so an observed error far outside it is a misfit of the
-law rather than bad luck in the fitted runs. A resample succeeds when step 1
-converges on >= 5 distinct runs and step 2 has >= P distinct task losses
-(P = 4 parameters, 3 with a fixed floor).
+stated coverage. Its prediction interval adds that noise, estimated by the
+fitted runs' scatter about the chained law: Acĉ_k + r_k − Acc_observed
+with r_k drawn from the fitted runs' residuals y_i − Acĉ(N_i, D_i); when the
+law is right it covers 0 (the observation) with about the stated coverage,
+so an observation outside it is a misfit of the law, not noise. A resample
+succeeds when step 1 converges on >= 5 distinct runs and step 2 has >= P
+distinct task losses (P = 4 parameters, 3 with a fixed floor).
 
 Honesty (``identify.assess``, as for the loss fits):
 
@@ -403,8 +406,9 @@ def analyze(runs: pd.DataFrame, *, holdout: str = "largest", floor=None,
     JSON-ready dict: fitted (bool), runs, full (``_fit_json`` of all runs:
     step1, step2 and the flags), holdout (spec, fit on the rest, runs: one
     entry per held-out run with observed, predicted and error, each
-    prediction ``{"value", "ci", "n_ok"}``, extrapolation, caveats;
-    mean_abs_error over them), points (for the figure), identifiable,
+    ``{"value", "ci", "n_ok"}``, the error's prediction_interval (with the
+    fitted runs' scatter, scatter_rms) and whether the observation lies in
+    it, extrapolation, caveats; mean_abs_error over them), points (for the figure), identifiable,
     unreliable, reasons, caveats (those of the held-out fit, which made the
     prediction, plus the extrapolation notes).
 
@@ -462,6 +466,9 @@ def analyze(runs: pd.DataFrame, *, holdout: str = "largest", floor=None,
   out["points"]["predicted_metric"] = pm_all[0].tolist()
   pl, pm = pl_all[0][held], pm_all[0][held]
   points = 100.0 / (hi - lo)
+  resid = y[keep] - pm_all[0][keep]  # the fitted runs' scatter
+  draws = np.random.default_rng(seed + 2).choice(resid, size=(
+      n_resamples, int(held.sum()))) if n_resamples else None
   entries, caveats = [], []
   for j, i in enumerate(np.flatnonzero(held)):
     sl = None if boot_k is None else boot_k["task_loss"][:, j]
@@ -479,6 +486,14 @@ def analyze(runs: pd.DataFrame, *, holdout: str = "largest", floor=None,
     ci = e["predicted"]["metric"]["ci"]
     e["observed_in_interval"] = (None if ci is None else
                                  bool(ci[0] <= y[i] <= ci[1]))
+    e["scatter_rms"] = float(np.sqrt(np.mean(resid ** 2)))
+    e["error"]["prediction_interval"] = None
+    e["observed_in_prediction_interval"] = None
+    if sm is not None:
+      p_lo, p_hi, p_ok = bootstrap.interval(sm + draws[:, j] - y[i], level)
+      if p_ok >= 2:
+        e["error"]["prediction_interval"] = [p_lo, p_hi]
+        e["observed_in_prediction_interval"] = bool(p_lo <= 0.0 <= p_hi)
     notes = []
     if e["extrapolation"] is not None:
       notes.append(f"run {run[i]}: extrapolation ×{e['extrapolation']:.3g} "

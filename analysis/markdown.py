@@ -342,13 +342,14 @@ def render_groups(fit: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _points(entry, e) -> str:
-  """An error entry in points of the metric's range, with its interval."""
+def _points(entry, e, key: str = "ci") -> str:
+  """An error entry in points of the metric's range, with its interval
+  (``key``: "ci", or "prediction_interval", which adds the runs' scatter)."""
   lo, hi = e["settings"]["metric_range"]
   f = 100.0 / (hi - lo)
   c = entry["error"]
-  scaled = dict(c, value=c["value"] * f,
-                ci=None if not c.get("ci") else [v * f for v in c["ci"]])
+  scaled = dict(value=c["value"] * f, n_ok=c.get("n_ok", 0),
+                ci=None if not c.get(key) else [v * f for v in c[key]])
   return _coef(scaled, 3, flag=False)
 
 
@@ -361,10 +362,16 @@ def _holdout_rows(e, held) -> list[list[str]]:
                  _num(r["C"], 3), _range(r.get("extrapolation")),
                  _num(r["observed"]["metric"]),
                  _coef(r["predicted"]["metric"], flag=False),
-                 _points(r, e), "n/a" if rel is None else f"{abs(rel):.1%}",
+                 _points(r, e), _points(r, e, "prediction_interval"),
+                 _yes(r.get("observed_in_prediction_interval")),
+                 "n/a" if rel is None else f"{abs(rel):.1%}",
                  f"{_num(r['observed']['task_loss'])} → "
                  f"{_coef(tl, flag=False)}"])
   return rows
+
+
+def _yes(flag) -> str:
+  return "n/a" if flag is None else "yes" if flag else "**no**"
 
 
 def _range(x) -> str:
@@ -440,21 +447,28 @@ def _downstream_body(e: dict) -> list[str]:
   out = []
   held = e["holdout"]
   fit = held.get("fit")
+  lo, hi = e["settings"]["metric_range"]
   if fit is not None:
     out += [f"**Held-out prediction**: both steps fitted on the other "
             f"{fit['runs']} runs, then the metric predicted from each "
             "held-out run's N and D.", ""]
     out += _table(_holdout_rows(e, held),
                   ["run", "N", "D", "C (FLOPs)", "range", "observed",
-                   "predicted [CI]", "error, points [CI]", "relative error",
+                   "predicted [CI]", "error, points [CI]",
+                   "error, points [prediction interval]",
+                   "observed within it", "relative error",
                    "task loss: observed → predicted [CI]"])
     mae = held.get("mean_abs_error")
     if mae and len(held["runs"]) > 1:
       out += ["", f"Mean absolute error: {_coef(mae, 3, flag=False)}."]
-    out += ["", "The error is predicted − observed; its interval is the "
-            "prediction's interval minus the observation, so it covers the "
-            "true law's error at that run (its own noise) when the law is "
-            "right.", ""]
+    scatter = 100 * held["runs"][0]["scatter_rms"] / (hi - lo)
+    out += ["", "The error is predicted − observed, in points of the "
+            "metric's range. [CI]: the prediction's bootstrap interval minus "
+            "the observation (the fit's uncertainty only; it covers the true "
+            "law's error at that run, the run's own noise, when the law is "
+            "right). [prediction interval]: adds the fitted runs' scatter "
+            f"about the chained law (RMS {scatter:.2g} points); an "
+            "observation outside it is a misfit of the law, not noise.", ""]
     out += _flag_line("Held-out fit", fit)
     cav = e.get("caveats") or []
     out += [f"- {c}" for c in cav] + ([""] if cav else [])
@@ -473,7 +487,7 @@ def _downstream_groups(e: dict) -> list[str]:
     if not g.get("fitted") or not runs:
       why = "; ".join(g.get("reasons") or []) or held.get("reason") or ""
       rows.append([g["group"], str(g.get("runs", 0)), "—", "—", "—", "—",
-                   "—", f"not fitted: {why}" if not g.get("fitted") else
+                   "—", "—", f"not fitted: {why}" if not g.get("fitted") else
                    f"no held-out run ({why})", "—"])
       continue
     r = runs[0]
@@ -482,12 +496,16 @@ def _downstream_groups(e: dict) -> list[str]:
                  _range(r.get("extrapolation")),
                  _num(r["observed"]["metric"]),
                  _coef(r["predicted"]["metric"], flag=False),
-                 _points(r, e), identify.flag_text(held["fit"]["step1"]),
+                 _points(r, e), _points(r, e, "prediction_interval"),
+                 identify.flag_text(held["fit"]["step1"]),
                  identify.flag_text(held["fit"]["step2"])])
   return _table(rows, ["group", "runs", "held out", "range", "observed",
                        "predicted [CI]", "error, points [CI]",
+                       "error, points [prediction interval]",
                        "step 1 (held-out fit)", "step 2 (held-out fit)"]
-                ) + [""]
+                ) + ["", "Each group's first held-out run is shown; all are "
+                     "in fit.json (`downstream.<metric>.groups[].holdout`).",
+                     ""]
 
 
 def downstream_lines(entries: dict | None, made: set) -> list[str]:

@@ -54,6 +54,29 @@ def build_parser() -> argparse.ArgumentParser:
                  help="fit the loss-versus-compute frontier per value of "
                  "COLUMN (e.g. objective) on each group's best run per "
                  "isoFLOP budget, instead of the whole-table fits")
+  task = p.add_argument_group(
+      "downstream", "the two-step law of Bhagia et al. 2024: task loss "
+      "L(N, D) = E + A/N^alpha + B/D^beta, then metric = a/(1 + "
+      "exp(-k (L - L0))) + b (k < 0), chained to predict held-out runs")
+  task.add_argument("--task-metric", action="append", metavar="COLUMN",
+                    help="task metric column (accuracy-like, in --task-range;"
+                    " repeat for several tasks); works with --group-by")
+  task.add_argument("--task-loss", action="append", metavar="COLUMN",
+                    help="its task-loss column (gold-answer bits per byte), "
+                    "one per --task-metric in order; default: the metric's "
+                    "name with its ending (accuracy, macro_f1, ...) replaced "
+                    "by gold_bpb, else bpb (test_accuracy -> test_gold_bpb)")
+  task.add_argument("--task-chance", type=float, default=None, metavar="P",
+                    help="fix the sigmoid's floor b at the chance level P "
+                    "(default: fit it)")
+  task.add_argument("--task-range", type=_floats, default=None,
+                    metavar="LO,HI",
+                    help="the metric's range: floor b >= LO, ceiling a + b "
+                    "<= HI (default 0,1)")
+  task.add_argument("--task-holdout", default="largest", metavar="WHICH",
+                    help="runs held out and predicted: largest (the run with"
+                    " the largest C; default), largest-budget (every run "
+                    "within 1%% of it), none, or a run id")
   p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                  help="drop the K highest-loss rows (Epoch AI drop 5)")
   p.add_argument("--bootstrap", type=int, default=100, metavar="K",
@@ -118,6 +141,13 @@ def main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if args.drop_highest_loss < 0 or args.bootstrap < 0:
     parser.error("--drop-highest-loss and --bootstrap must be >= 0")
+  if args.task_range is not None and len(args.task_range) != 2:
+    parser.error(f"--task-range takes two numbers LO,HI, got "
+                 f"{args.task_range}")
+  if (args.task_loss or args.task_chance is not None or args.task_range
+      ) and not args.task_metric:
+    parser.error("--task-loss, --task-chance and --task-range need "
+                 "--task-metric COLUMN")
   if args.hparams is not None:
     return _main_hparams(args)
   opts = {k: v for k, v in vars(args).items()
@@ -132,6 +162,10 @@ def main(argv: list[str]) -> int:
     return 2
   print(f"wrote {args.out}/fit.json, report.md and {len(fit['plots'])} plot "
         f"files; {fit['rows']['used']} runs")
+  for metric, entry in (fit.get("downstream") or {}).items():
+    for label, e in ([(g["group"], g) for g in entry["groups"]]
+                     if "groups" in entry else [(None, entry)]):
+      _print_downstream(metric, label, e)
   if args.group_by:
     for g in fit["groups"]:
       if not g.get("applicable"):
@@ -195,6 +229,33 @@ def _main_hparams(args) -> int:
     print("note: no law was fitted, so the rule file holds none (a sweep "
           "refuses to load it)")
   return 0
+
+
+def _print_downstream(metric: str, group: str | None, e: dict):
+  """One line per held-out run: observed, predicted [CI], error [CI]."""
+  head = f"downstream {metric}" + (f" [{group}]" if group else "")
+  runs = (e.get("holdout") or {}).get("runs") or []
+  if not e.get("fitted") or not runs:
+    why = "; ".join(e.get("reasons") or []) or (e.get("holdout") or {}).get(
+        "reason", "")
+    print(f"{head}: no held-out prediction ({why})")
+    return
+
+  def ci(c):
+    return (f" [{c['ci'][0]:.4g}, {c['ci'][1]:.4g}]" if c.get("ci") else "")
+
+  for r in runs:
+    pm, err = r["predicted"]["metric"], r["error"]
+    x = r.get("extrapolation")
+    where = "" if x is None else f", extrapolation x{x:.3g} in C"
+    inside = r.get("observed_in_prediction_interval")
+    within = ("" if inside is None else "; observed within the prediction "
+              "interval" if inside else "; observed OUTSIDE the prediction "
+              "interval")
+    print(f"{head}: held-out {r['run']}{where}: observed "
+          f"{r['observed']['metric']:.4g}, predicted {pm['value']:.4g}"
+          f"{ci(pm)}, error {err['value']:+.4g}{ci(err)}{within}; "
+          f"{identify.flag_text(e)}")
 
 
 if __name__ == "__main__":

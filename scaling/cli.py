@@ -166,18 +166,7 @@ def _check(argv: list[str]) -> int:
   if argv[:1] not in (["train"], ["sweep"]) or argv == ["sweep"]:
     print(_CHECK_USAGE, file=sys.stderr)
     return 2
-  if flags.topology is not None:
-    import jax  # pylint: disable=import-outside-toplevel
-    # Compile-only: libtpu is the compiler and JAX's own backend the CPU, so
-    # no TPU chip is opened, and libtpu's one-process-per-machine lock (which
-    # guards the chips) need not be taken: another check, or a run on this
-    # TPU VM's chips, may use libtpu at the same time.
-    jax.config.update("jax_platforms", "cpu")
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-  from scaling import aot, topology  # pylint: disable=import-outside-toplevel
-  runs = _check_runs(argv)
-  if runs is None:
-    return 2
+  from scaling import topology  # pylint: disable=import-outside-toplevel
   if flags.topology is not None:
     try:
       warning = topology.version_warning()
@@ -186,6 +175,17 @@ def _check(argv: list[str]) -> int:
       return 2
     if warning:
       print(warning, file=sys.stderr)
+    import jax  # pylint: disable=import-outside-toplevel
+    # Compile-only: libtpu is the compiler and JAX's own backend the CPU, so
+    # no TPU chip is opened, and libtpu's one-process-per-machine lock (which
+    # guards the chips) need not be taken: another check, or a run on this
+    # TPU VM's chips, may use libtpu at the same time.
+    jax.config.update("jax_platforms", "cpu")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  from scaling import aot  # pylint: disable=import-outside-toplevel
+  runs = _check_runs(argv)
+  if runs is None:
+    return 2
   where = f" for {flags.topology}" if flags.topology else ""
   print(f"checking {len(runs)} run(s){where}: each distinct train step "
         "compiled once", flush=True)

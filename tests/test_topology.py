@@ -112,6 +112,7 @@ def test_per_step_cost_extrapolates_layers_and_microbatches():
   assert roofline.per_step_cost(one, two, 1) == one
 
 
+@pytest.mark.slow
 def test_check_compiles_each_distinct_program_once():
   """Runs differing only in traced hyperparameters share a compile; a
   different shape does not (negative control)."""

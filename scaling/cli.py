@@ -168,6 +168,7 @@ def _check(argv: list[str]) -> int:
     return 2
   from scaling import topology  # pylint: disable=import-outside-toplevel
   if flags.topology is not None:
+    topology.parse(flags.topology)  # a bad name is told before libtpu is
     try:
       warning = topology.version_warning()
     except topology.LibtpuMissing as e:

@@ -62,7 +62,7 @@ def default_config() -> ml_collections.ConfigDict:
       positions="rope",  # rope | learned | sinusoidal
       rope_theta=10000.0,
       tie_embeddings=False,
-      dtype="float32",  # compute dtype: float32 | bfloat16
+      dtype="auto",  # compute dtype: auto (float32 on CPU, bfloat16 on TPU/GPU) | float32 | bfloat16
       param_dtype="float32",
       attention="auto",  # auto | reference | splash | dot_product (scaling.attention)
       remat=False,  # rematerialise each block in the backward pass
@@ -290,6 +290,20 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 def d_head(model_cfg) -> int:
   """Per-head width: ``model.d_head``, or ``d_model // n_heads`` when -1."""
   return model_cfg.d_head if model_cfg.d_head > 0 else model_cfg.d_model // model_cfg.n_heads
+
+
+def compute_dtype(dtype: str, platform: str) -> str:
+  """``model.dtype`` resolved for ``platform`` ("cpu", "tpu", "gpu").
+
+  ``auto`` is float32 on CPU (what every run computed before the choice
+  existed, and XLA:CPU's fast path) and bfloat16 on TPU and GPU (the native
+  input dtype of their matrix units; parameters and the optimizer state stay
+  in ``model.param_dtype``). ``float32`` and ``bfloat16`` are returned as
+  they are.
+  """
+  if dtype != "auto":
+    return dtype
+  return "bfloat16" if platform in ("tpu", "gpu") else "float32"
 
 
 def vocab_size(config) -> int:

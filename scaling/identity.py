@@ -22,10 +22,12 @@ import hashlib
 import json
 from typing import Any
 
+import jax
 import ml_collections
 
 from scaling import accounting
 from scaling import attention
+from scaling import config as config_lib
 
 V1_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_ff",
@@ -64,14 +66,18 @@ class UnregisteredField(KeyError):
 def resolved(config: ml_collections.ConfigDict,
              platform: str | None = None) -> ml_collections.ConfigDict:
   """A copy of ``config`` with its platform-decided (``auto``) values fixed
-  and fields that have no effect set to their introduced value.
+  (``model.attention``, ``model.dtype``: on CPU, ``auto`` is float32, the
+  value hashed before the choice existed) and fields that have no effect set
+  to their introduced value.
 
   Args:
     config: a run config.
     platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: JAX's default
       backend).
   """
+  platform = jax.default_backend() if platform is None else platform
   out = attention.resolve_config(config, platform)
+  out.model.dtype = config_lib.compute_dtype(out.model.dtype, platform)
   if not out.model.remat:  # the policy of a rematerialisation that is off
     out.model.remat_policy = INTRODUCED["model.remat_policy"]
   return out

@@ -35,6 +35,13 @@ from scaling import config as config_lib
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def compute_dtype(cfg):
+  """The jnp compute dtype of ``cfg.dtype`` (``config.model``) for the
+  platform being traced for (``auto``: ``scaling.config.compute_dtype``)."""
+  return _DTYPES[config_lib.compute_dtype(cfg.dtype,
+                                          attention_lib.target_platform())]
+
+
 def _dense_init(std):
   return nn.initializers.normal(stddev=std)
 
@@ -131,7 +138,7 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD, positions_BxL, masks: attention_lib.Masking):
     c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     d, h, k, dh = c.d_model, c.n_heads, c.n_kv_heads, config_lib.d_head(c)
     std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
     wq = _param(self, "q", (d, h, dh), ("embed", "heads", "kv"), std, pdtype)
@@ -162,7 +169,7 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxD):
     c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
     x = x_BxLxD.astype(dtype)
     w_in = _param(self, "wi", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
@@ -235,7 +242,7 @@ class Transformer(nn.Module):
   def __call__(self, inputs_BxL, segment_ids_BxL, positions_BxL,
                prefix_mask_BxL=None):
     c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     if prefix_mask_BxL is None:
       prefix_mask_BxL = jnp.zeros(inputs_BxL.shape, bool)
     # Untied: unit-variance inputs to the first norm; tied: small, since the

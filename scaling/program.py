@@ -68,13 +68,7 @@ class Program:
 
   def context(self) -> contextlib.ExitStack:
     """The mesh and logical-axis-rule context every trace runs under."""
-    stack = contextlib.ExitStack()
-    if isinstance(self.mesh, jax.sharding.AbstractMesh):
-      stack.enter_context(jax.sharding.use_abstract_mesh(self.mesh))
-    else:
-      stack.enter_context(jax.set_mesh(self.mesh))
-    stack.enter_context(sharding.rules_context())
-    return stack
+    return mesh_context(self.mesh)
 
   def lower(self, platform: str | None = None) -> jax.stages.Lowered:
     """The train step lowered for the abstract state, batch and hp.
@@ -111,6 +105,20 @@ class Program:
       return lowered.compile(options)()
 
 
+def mesh_context(mesh) -> contextlib.ExitStack:
+  """Enters ``mesh`` (a ``Mesh`` or ``AbstractMesh``) and the logical-axis
+  rules: what :meth:`Program.context` and the shape traces of :func:`build`
+  run under, so that the platform compiled for (a TPU topology on a CPU
+  host) is the one every trace sees."""
+  stack = contextlib.ExitStack()
+  if isinstance(mesh, jax.sharding.AbstractMesh):
+    stack.enter_context(jax.sharding.use_abstract_mesh(mesh))
+  else:
+    stack.enter_context(jax.set_mesh(mesh))
+  stack.enter_context(sharding.rules_context())
+  return stack
+
+
 def fingerprint(lowered: jax.stages.Lowered) -> str:
   """sha256 (16 hex digits) of a lowered program's StableHLO text."""
   return hashlib.sha256(lowered.as_text().encode()).hexdigest()[:16]
@@ -125,7 +133,7 @@ def abstract_batch(batch_size: int, seq_len: int, batch_sharding) -> dict:
 
 def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   """(init_fn, state_shardings) from shapes alone."""
-  with sharding.rules_context():
+  with mesh_context(mesh):
     boxed = jax.eval_shape(lambda: model_lib.init_params(model, seed))
   param_shardings = sharding.logical_shardings(mesh, boxed)
   params_shape = jax.tree.map(
@@ -170,6 +178,7 @@ def build(config, mesh) -> Program:
   with sharding.rules_context():
     init_fn, shardings = _state_layout(model, mesh, config.train.seed,
                                        decay_embeddings)
+  with mesh_context(mesh):
     shapes = jax.eval_shape(init_fn)
   abstract_state = jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),

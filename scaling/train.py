@@ -24,6 +24,7 @@ from tqdm import tqdm
 from scaling import accounting
 from scaling import agree
 from scaling import checkpoint as ckpt_lib
+from scaling import config as config_lib
 from scaling import evaluation
 from scaling import identity as identity_lib
 from scaling import metrics as metrics_lib
@@ -66,7 +67,9 @@ def _prepare(config, workdir, init_from: str | None) -> _Setup:
   rundir.check_identity(workdir, identity)
   program = program_lib.build(config, sharding.make_mesh(config))
   # The MFU peak is measured outside the run's mesh context (its own mesh).
-  peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
+  peak, peak_source = peak_lib.peak_flops(
+      jax.devices(), config_lib.compute_dtype(config.model.dtype,
+                                              jax.default_backend()))
   return _Setup(config, workdir, identity, corpus, program, source, peak,
                 peak_source, t_start)
 

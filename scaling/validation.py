@@ -26,7 +26,7 @@ _CHOICES = {
     "model.mlp": ("gelu", "relu", "swiglu"),
     "model.norm": ("rmsnorm", "layernorm"),
     "model.positions": ("rope", "learned", "sinusoidal"),
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": ("auto", "float32", "bfloat16"),
     "model.param_dtype": ("float32", "bfloat16"),
     "model.attention": attention.IMPLEMENTATIONS,
     "model.remat_policy": ("full", "dots_saveable"),

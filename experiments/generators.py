@@ -377,6 +377,8 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
   shape), and every shape gets the *same* learning rates: ``multipliers`` ×
   the rule's rate of the base shape. Under μP that is the grid the base
   model's optimum should transfer on; under SP the optimum is free to drift.
+  Runs are ordered by shape, then parametrisation, then rate (a partial
+  sweep has both arms of its smaller widths).
 
   Returns:
     Runs named ``<shape>_lrx<m>`` (``<p>_<shape>_lrx<m>`` with
@@ -393,8 +395,8 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
     base_shape = base_shape or shapes[0]
     ref = rule.apply(config_lib.with_overrides(base, base_shape.overrides()))
     rule_lr = ref.optimizer.peak_lr
-    for p in parametrizations:
-      for shape in shapes:
+    for shape in shapes:
+      for p in parametrizations:
         config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
         config = config_lib.with_overrides(config, {
             "model.parametrization": p,

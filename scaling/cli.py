@@ -123,8 +123,8 @@ def _check_coord(argv: list[str]) -> int:
   parser.add_argument("--parametrizations", default=None,
                       help="comma-separated (default: sp,mup for widths, "
                       "mup,completep for depths)")
-  parser.add_argument("--lr", type=float, default=1e-2,
-                      help="the one (constant) learning rate (default 1e-2)")
+  parser.add_argument("--lr", type=float, default=1e-3,
+                      help="the one (constant) learning rate (default 1e-3)")
   parser.add_argument("--d-head", type=int, default=16,
                       help="head size; width grows by heads (default 16)")
   parser.add_argument("--base-width", type=int, default=None,

@@ -47,11 +47,13 @@ FIELDS = ("parametrization", "d_model", "n_layers", "step", "layer",
           "mean_abs", "mean_abs_change", "train_loss")
 
 
-def default_config(steps: int = 4, peak_lr: float = 1e-2
+def default_config(steps: int = 4, peak_lr: float = 1e-3
                    ) -> ml_collections.ConfigDict:
   """The check's run: 2 layers of d_model 64, d_head 16, 8 × 64 tokens per
   step, a constant learning rate ``peak_lr`` from the first update (no
-  warmup), no weight decay and the readout zero-initialised
+  warmup; 1e-3, microsoft/mup's Adam rate for its checks, keeps three
+  updates in the regime the scaling rules describe: at 1e-2 the residual
+  stream moves several times its own size by t = 3), no weight decay and the readout zero-initialised
   (``model.zero_init = readout``), as microsoft/mup's coordinate checks
   train: the random readout's part of the logits' change falls as
   width^(−1/2) and would hide the Θ(1) learned part at small widths. With a

@@ -12,6 +12,7 @@ import sys
 
 from analysis import identify
 from analysis import report
+from analysis import transfer
 
 
 def _floats(text: str) -> list[float]:
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dc-base", choices=("fit", "published"), default="fit",
                  help="data-constrained base law: Approach 3 on single-epoch "
                  "runs, or Muennighoff et al.'s published values")
+  p.add_argument("--transfer", action="store_true",
+                 help="learning-rate transfer across width instead of the "
+                 "scaling-law fits: the best log2 learning rate per width "
+                 "(and parametrization), its drift with intervals "
+                 "(analysis.transfer; columns peak_lr, d_model, "
+                 "parametrization and --loss-col)")
   p.add_argument("--no-plots", action="store_true", help="skip figures")
   p.add_argument("--no-sensitivity", action="store_true",
                  help="skip the sensitivity refits (N and C definitions, "
@@ -92,8 +99,21 @@ def main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if args.drop_highest_loss < 0 or args.bootstrap < 0:
     parser.error("--drop-highest-loss and --bootstrap must be >= 0")
+  if args.transfer:
+    try:
+      out = transfer.analyze(args.path, args.out,
+                             loss_col=args.loss_col or "eval_loss",
+                             seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+      print(f"scaling analyze: error: {e}", file=sys.stderr)
+      return 2
+    print(out["report"])
+    print(f"wrote {args.out}/transfer.json, transfer.md and "
+          f"{', '.join(out['plots'])}")
+    return 0
   opts = {k: v for k, v in vars(args).items()
-          if k not in ("path", "out", "no_plots", "no_sensitivity")}
+          if k not in ("path", "out", "no_plots", "no_sensitivity",
+                       "transfer")}
   opts["plots"] = not args.no_plots
   opts["sensitivity"] = not args.no_sensitivity
   try:

@@ -7,10 +7,12 @@ and per-parameter optimizer multipliers (DESIGN.md §8).
   stds of :func:`sp_init_std`, attention scale 1/sqrt(d_head), no
   multipliers);
 * ``mup``: the maximal update parametrisation for Adam (Yang et al. 2022,
-  arXiv 2203.03466, Table 3), in the form of the practitioner's tables
-  (EleutherAI/Cerebras, "The practitioner's guide to the maximal update
-  parameterization", 2024; Dey et al. 2025, arXiv 2505.01618, Table 1, μP
-  column): with m the width multiplier of a parameter,
+  arXiv 2203.03466), in the form of the practitioner's tables (Dey, Anthony
+  & Hestness 2024, "The practitioner's guide to the maximal update
+  parameterization", Cerebras/EleutherAI: init, learning rate, logit and
+  attention rules; Dey et al. 2025, arXiv 2505.01618, Table 1, μP column:
+  also the weight-decay and Adam-ε rules): with m the width multiplier of a
+  parameter,
 
   - hidden weights (fan-in and fan-out both grow with width): init variance
     σ²_base / m, Adam learning rate η / m, AdamW weight decay λ · m, Adam ε
@@ -63,7 +65,7 @@ from scaling.config import d_head
 
 PARAMETRIZATIONS = ("sp", "mup", "completep")
 ZERO_INIT = ("none", "readout", "readout_query")
-DEPTH_ALPHA = 1.0  # CompleteP's α (Dey et al. 2025 §4: α = 1)
+DEPTH_ALPHA = 1.0  # CompleteP's α (Dey et al. 2025: α = 1)
 
 # Per parameter (key = module/leaf inside a block, or the top-level leaf):
 # (dims of one layer's parameter, how many leading dims are its fan-in).

@@ -112,3 +112,21 @@ def test_failed_runs_count_as_diverged_and_report_names_them(tmp_path):
 def test_missing_column_is_named():
   with pytest.raises(ValueError, match="peak_lr"):
     transfer.analyze_table(pd.DataFrame(dict(d_model=[1], eval_loss=[2.0])))
+
+
+def test_scaling_analyze_transfer_on_a_csv(tmp_path, capsys):
+  from analysis import cli
+  df = _table(-1.0)
+  df["parametrization"] = "sp"
+  flat = _table(0.0)
+  flat["parametrization"] = "mup"
+  pd.concat([df, flat]).to_csv(tmp_path / "runs.csv", index=False)
+  assert cli.main([str(tmp_path / "runs.csv"), "--out", str(tmp_path / "o"),
+                   "--transfer"]) == 0
+  out = capsys.readouterr().out
+  assert "## SP (sp)" in out and "## μP (mup)" in out
+  assert "At most one grid step: yes." in out  # μP
+  assert "At most one grid step: no." in out  # SP moves 3 steps
+  assert (tmp_path / "o" / "transfer.md").exists()
+  assert cli.main([str(tmp_path / "missing.csv"), "--out", str(tmp_path),
+                   "--transfer"]) == 2

@@ -13,6 +13,7 @@ import sys
 from analysis import hparams_report
 from analysis import identify
 from analysis import report
+from analysis import transfer
 
 
 def _floats(text: str) -> list[float]:
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
                   "batch_tokens, else batch_size x seq_len)")
   hp.add_argument("--rule-out", default=None, metavar="FILE",
                   help="where the rule file goes (default OUT/rule.json)")
+  p.add_argument("--transfer", action="store_true",
+                 help="learning-rate transfer across width instead of the "
+                 "scaling-law fits: the best log2 learning rate per width "
+                 "(and parametrization), its drift with intervals "
+                 "(analysis.transfer; columns peak_lr, d_model, "
+                 "parametrization and --loss-col)")
   p.add_argument("--no-plots", action="store_true", help="skip figures")
   p.add_argument("--no-sensitivity", action="store_true",
                  help="skip the sensitivity refits (N and C definitions, "
@@ -148,11 +155,24 @@ def main(argv: list[str]) -> int:
       ) and not args.task_metric:
     parser.error("--task-loss, --task-chance and --task-range need "
                  "--task-metric COLUMN")
+  if args.transfer:
+    try:
+      out = transfer.analyze(args.path, args.out,
+                             loss_col=args.loss_col or "eval_loss",
+                             seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+      print(f"scaling analyze: error: {e}", file=sys.stderr)
+      return 2
+    print(out["report"])
+    print(f"wrote {args.out}/transfer.json, transfer.md and "
+          f"{', '.join(out['plots'])}")
+    return 0
   if args.hparams is not None:
     return _main_hparams(args)
   opts = {k: v for k, v in vars(args).items()
           if k not in ("path", "out", "no_plots", "no_sensitivity", "hparams",
-                       "hparams_x", "lr_col", "batch_col", "rule_out")}
+                       "hparams_x", "lr_col", "batch_col", "rule_out",
+                       "transfer")}
   opts["plots"] = not args.no_plots
   opts["sensitivity"] = not args.no_sensitivity
   try:

@@ -298,7 +298,9 @@ def data_constrained(base: ml_collections.ConfigDict,
 
 def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
              multipliers: Sequence[float],
-             rule: hparams.Rule = DEFAULT_RULE) -> list[Run]:
+             rule: hparams.Rule = DEFAULT_RULE, *,
+             parametrizations: Sequence[str] | None = None,
+             base_shape: Shape | None = None) -> list[Run]:
   """Learning rate × width: multiples of the rule's learning rate per shape.
 
   The grid used to check hyperparameter transfer (Yang et al. 2022; Everett
@@ -306,11 +308,45 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
   Runs of one shape differ only in the (traced) learning rate, so they
   compile once.
 
+  With ``parametrizations`` (the transfer check of Yang et al. 2022, Fig. 1)
+  every shape is trained under each parametrisation p (``model.
+  parametrization = p``, base shape ``base_shape``, default the first
+  shape), and every shape gets the *same* learning rates: ``multipliers`` ×
+  the rule's rate of the base shape. Under μP that is the grid the base
+  model's optimum should transfer on; under SP the optimum is free to drift.
+  Runs are ordered by shape, then parametrisation, then rate (a partial
+  sweep has both arms of its smaller widths).
+
   Returns:
-    Runs named ``<shape>_lrx<m>`` with tags ``shape``, ``lr_multiplier`` and
-    ``rule_lr``.
+    Runs named ``<shape>_lrx<m>`` (``<p>_<shape>_lrx<m>`` with
+    parametrisations) with tags ``shape``, ``lr_multiplier`` and ``rule_lr``
+    (and ``parametrization``).
+
+  Raises:
+    ConfigError: an unknown parametrisation or a base shape the shapes
+      cannot be derived from (``scaling.validation``, when the experiment is
+      checked).
   """
   runs = []
+  if parametrizations is not None:
+    base_shape = base_shape or shapes[0]
+    ref = rule.apply(config_lib.with_overrides(base, base_shape.overrides()))
+    rule_lr = ref.optimizer.peak_lr
+    for shape in shapes:
+      for p in parametrizations:
+        config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
+        config = config_lib.with_overrides(config, {
+            "model.parametrization": p,
+            "model.base_d_model": base_shape.d_model,
+            "model.base_n_layers": base_shape.n_layers})
+        for m in multipliers:
+          run_config = config_lib.with_overrides(
+              config, {"optimizer.peak_lr": rule_lr * m})
+          runs.append(Run(
+              f"{p}_{shape.name}_lrx{fmt_value(float(m))}", run_config,
+              tags=dict(parametrization=p, shape=shape.name,
+                        lr_multiplier=float(m), rule_lr=rule_lr)))
+    return runs
   for shape in shapes:
     config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
     rule_lr = config.optimizer.peak_lr

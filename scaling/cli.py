@@ -4,6 +4,7 @@
                   [--init-from RUN_DIR@STEP]
     scaling check train [train flags] | check sweep NAME [--only REGEX]
                   [--topology NAME] [--no-roofline]
+    scaling check coord [--widths W,..] [--depths L,..] [--steps N] ...
     scaling experiments
     scaling sweep NAME --workdir DIR [--dry-run] [--only REGEX]
     scaling analyze PATH --out DIR [column flags]
@@ -80,10 +81,107 @@ def _train(argv: list[str]) -> int:
   return distributed.finish(0)
 
 
+def _ints(text: str) -> list[int]:
+  try:
+    values = [int(v) for v in text.split(",") if v.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"expected comma-separated integers, got {text!r}") from None
+  if not values or min(values) <= 0:
+    raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+  return values
+
+
+def _check_coord(argv: list[str]) -> int:
+  """``scaling check coord``: the coordinate check (``scaling.coord_check``)
+  over widths and/or depths; prints the table and slopes, writes
+  ``coord_check.csv`` and the log-log plot into ``--out``."""
+  overrides, rest = [], []
+  it = iter(argv)
+  for arg in it:
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      if not eq:
+        value = next(it, None)
+        if value is None:
+          raise config_lib.ConfigError(key, "override needs a value: "
+                                       f"--config.{key}=VALUE")
+      overrides.append((key, value))
+    else:
+      rest.append(arg)
+  parser = argparse.ArgumentParser(
+      prog="scaling check coord",
+      description="Train each width (or depth) a few steps at one learning "
+      "rate and print, per layer type and step, the mean |activation| and "
+      "its change since initialisation, with log-log slopes against size "
+      "(|slope| <= 0.13 is flat). Extra --config.KEY=VALUE overrides apply "
+      "to every model.")
+  parser.add_argument("--widths", type=_ints, default=None,
+                      help="d_model values, e.g. 64,128,256,512")
+  parser.add_argument("--depths", type=_ints, default=None,
+                      help="n_layers values at d_model of the config, e.g. 2,4,8")
+  parser.add_argument("--steps", type=int, default=4,
+                      help="optimizer updates per model (default 4)")
+  parser.add_argument("--parametrizations", default=None,
+                      help="comma-separated (default: sp,mup for widths, "
+                      "mup,completep for depths)")
+  parser.add_argument("--lr", type=float, default=1e-3,
+                      help="the one (constant) learning rate (default 1e-3)")
+  parser.add_argument("--d-head", type=int, default=16,
+                      help="head size; width grows by heads (default 16)")
+  parser.add_argument("--base-width", type=int, default=None,
+                      help="base d_model (default: the smallest width)")
+  parser.add_argument("--base-depth", type=int, default=None,
+                      help="base n_layers (default: the smallest depth)")
+  parser.add_argument("--out", default="coord_check",
+                      help="directory for coord_check.csv and the plots")
+  args = parser.parse_args(rest)
+  if not args.widths and not args.depths:
+    parser.error("give --widths and/or --depths")
+  if args.steps < 1:
+    parser.error("--steps must be >= 1")
+  from scaling import coord_check  # pylint: disable=import-outside-toplevel
+  from scaling import parametrization  # pylint: disable=import-outside-toplevel
+  from analysis import coord  # pylint: disable=import-outside-toplevel
+  import pandas as pd  # pylint: disable=import-outside-toplevel
+  base = coord_check.default_config(args.steps, args.lr)
+  for key, value in overrides:
+    config_lib.apply_override(base, key, value)
+  sweeps = []
+  if args.widths:
+    sweeps.append(("d_model", "widths", args.widths, ["sp", "mup"]))
+  if args.depths:
+    sweeps.append(("n_layers", "depths", args.depths, ["mup", "completep"]))
+  os.makedirs(args.out, exist_ok=True)
+  for size, what, values, default in sweeps:
+    names = (args.parametrizations.split(",") if args.parametrizations
+             else default)
+    for name in names:
+      if name not in parametrization.PARAMETRIZATIONS:
+        raise config_lib.ConfigError(
+            "--parametrizations", f"'{name}' is not one of "
+            f"{', '.join(parametrization.PARAMETRIZATIONS)}.")
+    kwargs = {what: values}
+    rows = coord_check.run(
+        base, names, steps=args.steps, d_head=args.d_head,
+        base_d_model=args.base_width, base_n_layers=args.base_depth,
+        progress=lambda line: print(f"  training {line}", flush=True),
+        **kwargs)
+    stem = f"coord_check_{what}"
+    pd.DataFrame(rows).to_csv(os.path.join(args.out, f"{stem}.csv"),
+                              index=False)
+    print(coord.format_table(rows, size))
+    files = coord.plot(rows, args.out, size, stem=stem)
+    print(f"wrote {os.path.join(args.out, stem + '.csv')} and "
+          f"{', '.join(os.path.join(args.out, f) for f in files)}")
+  return 0
+
+
 _CHECK_USAGE = ("usage: scaling check train [--config FILE[:ARG]] "
                 "[--config.KEY=VALUE ...] [--topology NAME] [--no-roofline] | "
                 "scaling check sweep NAME [--only REGEX] [--topology NAME] "
-                "[--no-roofline]")
+                "[--no-roofline] | scaling check coord --widths W,... "
+                "[--depths L,...] [--steps N]")
 
 
 def _check_flags(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -157,12 +255,15 @@ def _summary_row(name: str, report: dict) -> str:
 
 
 def _check(argv: list[str]) -> int:
-  """``scaling check train ...`` or ``scaling check sweep NAME``: compile only.
+  """``scaling check train ...`` or ``scaling check sweep NAME``: compile
+  only; ``scaling check coord ...``: the coordinate check.
 
   Exit status: 0 every step compiles (and fits the chip's HBM with
   --topology); 2 a config error, libtpu missing, or a run that does not fit
   (named, with its bytes); 1 a step XLA cannot compile.
   """
+  if argv[:1] == ["coord"]:
+    return _check_coord(argv[1:])
   flags, argv = _check_flags(argv)
   if argv[:1] not in (["train"], ["sweep"]) or argv == ["sweep"]:
     print(_CHECK_USAGE, file=sys.stderr)

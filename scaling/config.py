@@ -69,6 +69,12 @@ def default_config() -> ml_collections.ConfigDict:
       remat_policy="full",  # with remat: full | dots_saveable (model.remat_policy)
       scan_layers=True,  # lax.scan over blocks: compile time flat in depth
       init_std=0.02,
+      # sp | mup | completep (scaling.parametrization): init scales, forward
+      # and optimizer multipliers relative to the base shape below.
+      parametrization="sp",
+      base_d_model=-1,  # mup, completep: the base model's d_model; -1: none
+      base_n_layers=-1,  # completep: the base model's n_layers; -1: none
+      zero_init="none",  # none | readout | readout_query (microsoft/mup)
   ))
   c.tokenizer = ml_collections.ConfigDict(dict(n_sentinels=128))
   c.data = ml_collections.ConfigDict(dict(

@@ -56,6 +56,12 @@ INTRODUCED: dict[str, Any] = {
     # Full-block rematerialisation, what remat=True meant before.
     "model.remat_policy": "full",
     "schedule.decay_shape": "linear",  # WSD decayed linearly before
+    # The standard parametrisation (scaling.parametrization), with no base
+    # shape and SP's random init of the readout and query.
+    "model.parametrization": "sp",
+    "model.base_d_model": -1,
+    "model.base_n_layers": -1,
+    "model.zero_init": "none",
 }
 
 
@@ -80,6 +86,13 @@ def resolved(config: ml_collections.ConfigDict,
   out.model.dtype = config_lib.compute_dtype(out.model.dtype, platform)
   if not out.model.remat:  # the policy of a rematerialisation that is off
     out.model.remat_policy = INTRODUCED["model.remat_policy"]
+  # Base shapes a parametrisation does not read.
+  m = out.model
+  if "parametrization" in m:
+    if m.parametrization == "sp":
+      m.base_d_model = INTRODUCED["model.base_d_model"]
+    if m.parametrization != "completep":
+      m.base_n_layers = INTRODUCED["model.base_n_layers"]
   return out
 
 

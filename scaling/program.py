@@ -30,6 +30,7 @@ from scaling import accounting
 from scaling import loss
 from scaling import model as model_lib
 from scaling import optim
+from scaling import parametrization
 from scaling import schedules
 from scaling import sharding
 from scaling import step as step_lib
@@ -142,8 +143,9 @@ def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   # The optimizer state's structure does not depend on hyperparameter values:
   # any placeholder builds it.
   placeholder = {k: 1.0 for k in optim.HP_KEYS}
-  tx = optim.optimizer(placeholder, 0.0,
-                       optim.decay_mask(params_shape, decay_embeddings))
+  tx = optim.optimizer(
+      placeholder, 0.0, optim.decay_mask(params_shape, decay_embeddings),
+      parametrization.optimizer_multipliers(model.par, params_shape))
   opt_shape = jax.eval_shape(tx.init, params_shape)
   opt_shardings = optax.tree_map_params(
       tx, lambda _, s: s, opt_shape, param_shardings,

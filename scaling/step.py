@@ -15,6 +15,7 @@ import optax
 
 from scaling import loss
 from scaling import optim
+from scaling import parametrization
 from scaling import schedules
 from scaling.model import Transformer
 
@@ -69,7 +70,9 @@ def make_train_step(model: Transformer, schedule: str, microbatches: int,
         warmup_steps=hp["warmup_steps"], total_steps=hp["total_steps"],
         min_lr_ratio=hp["min_lr_ratio"], decay_fraction=hp["decay_fraction"],
         decay_shape=decay_shape)
-    tx = optim.optimizer(hp, lr, optim.decay_mask(params, decay_embeddings))
+    tx = optim.optimizer(
+        hp, lr, optim.decay_mask(params, decay_embeddings),
+        parametrization.optimizer_multipliers(model.par, params))
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = dict(params=optax.apply_updates(params, updates),
                      opt_state=opt_state, step=state["step"] + 1)

@@ -14,6 +14,7 @@ import math
 from scaling import accounting
 from scaling import attention
 from scaling import objectives
+from scaling import parametrization
 from scaling import schedules
 from scaling import sharding
 from scaling.config import ConfigError
@@ -30,6 +31,8 @@ _CHOICES = {
     "model.param_dtype": ("float32", "bfloat16"),
     "model.attention": attention.IMPLEMENTATIONS,
     "model.remat_policy": ("full", "dots_saveable"),
+    "model.parametrization": parametrization.PARAMETRIZATIONS,
+    "model.zero_init": parametrization.ZERO_INIT,
     "optimizer.name": ("adamw",),
     "schedule.name": schedules.SCHEDULES,
     "schedule.decay_shape": schedules.DECAY_SHAPES,
@@ -75,6 +78,23 @@ def _check_model(m) -> None:
         f"n_kv_heads={m.n_kv_heads}; pick a divisor of n_heads.")
   if m.positions == "rope" and d_head(m) % 2:
     raise ConfigError("model.d_head", f"rope needs an even d_head, got {d_head(m)}.")
+  _check_parametrization(m)
+
+
+def _check_parametrization(m) -> None:
+  if m.zero_init != "none" and m.tie_embeddings:
+    raise ConfigError(
+        "model.zero_init", f"'{m.zero_init}' zeroes the readout, which "
+        "tie_embeddings=True shares with the input embedding; untie the "
+        "embeddings or set model.zero_init=none.")
+  if m.parametrization == "sp":
+    return
+  if m.base_n_layers == 0 or m.base_n_layers < -1 or m.base_d_model == 0 \
+      or m.base_d_model < -1:
+    raise ConfigError(
+        "model.base_d_model", "base_d_model and base_n_layers must be "
+        "positive, or -1 for none.")
+  parametrization.base_model_config(m)  # a whole base shape, or the fix
 
 
 def _check_length_and_schedule(config) -> None:

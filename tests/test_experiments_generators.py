@@ -6,6 +6,7 @@ import io
 import math
 import re
 
+import numpy as np
 import pytest
 
 from experiments import cli
@@ -268,3 +269,30 @@ def test_a_gs_workdir_needs_a_posix_lock_dir():
   with pytest.raises(config_lib.ConfigError, match="lock_dir"):
     runner.run_sweep("tiny", "gs://bucket/sweeps", progress=False,
                      out=io.StringIO())
+
+
+def test_lr_transfer_gives_every_width_the_same_rates_per_parametrization():
+  """The transfer check's grid: one set of rates ×2 apart for every width
+  (the rule's rate of the base width × 1/8 … 8), under SP and μP."""
+  experiment = registry.lookup("lr_transfer")
+  assert len(experiment.runs) == 2 * 4 * 7
+  rates = {}
+  for run in experiment.runs:
+    m = run.config.model
+    assert run.tags["parametrization"] == m.parametrization
+    assert (m.base_d_model, m.base_n_layers) == (32, 2)
+    rates.setdefault((m.parametrization, m.d_model), []).append(
+        run.config.optimizer.peak_lr)
+  grids = {tuple(v) for v in rates.values()}
+  assert len(grids) == 1
+  grid = np.array(sorted(grids.pop()))
+  np.testing.assert_allclose(grid[1:] / grid[:-1], 2.0)
+  assert {p for p, _ in rates} == {"sp", "mup"}
+  assert sorted({w for _, w in rates}) == [32, 64, 128, 256]
+  # At the base width the two arms are the same model and optimizer.
+  sp, mup = (next(r for r in experiment.runs
+                  if r.short_name == f"{p}_L2_d32_lrx1") for p in ("sp", "mup"))
+  a, b = sp.config.to_dict(), mup.config.to_dict()
+  assert a["model"].pop("parametrization") == "sp"
+  assert b["model"].pop("parametrization") == "mup"
+  assert a == b

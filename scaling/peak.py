@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+from scaling import config as config_lib
 from scaling import metrics
 
 _DTYPES = ("float32", "bfloat16")
@@ -124,8 +125,11 @@ DATASHEETS: tuple[tuple[str, Datasheet], ...] = (
 )
 
 
-def _dtype_name(dtype: Any) -> str:
-  """'float32' | 'bfloat16' for a dtype or its name; ValueError otherwise."""
+def _dtype_name(dtype: Any, platform_name: str) -> str:
+  """'float32' | 'bfloat16' for a dtype or its name (``model.dtype``'s
+  ``auto`` resolved for ``platform_name``); ValueError otherwise."""
+  if isinstance(dtype, str) and dtype == "auto":
+    dtype = config_lib.compute_dtype(dtype, platform_name)
   name = jnp.dtype(dtype).name
   if name not in _DTYPES:
     raise ValueError(f"peak FLOP/s known for {_DTYPES}, not {name!r} "
@@ -190,7 +194,7 @@ def measure_matmul_flops(devices: Sequence[Any], dtype: Any,
   mesh = jax.sharding.Mesh(np.array(devices), ("devices",))
   sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec("devices"))
-  dt = jnp.dtype(_dtype_name(dtype))
+  dt = jnp.dtype(_dtype_name(dtype, devices[0].platform))
   matmul = jax.jit(lambda a, b: jnp.einsum("dij,djk->dik", a, b),
                    out_shardings=sharding)
 
@@ -297,7 +301,8 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
   Args:
     devices: the jax devices a run uses (None: ``jax.devices()``); all of one
       device_kind.
-    dtype: compute dtype, "float32" or "bfloat16" (or the jnp dtype).
+    dtype: compute dtype, "float32" or "bfloat16" (or the jnp dtype), or
+      ``model.dtype``'s "auto" (resolved for the devices' platform).
     cache_dir: where the measured-rate cache lives (default
       :func:`default_cache_dir`).
     refresh: measure again even if this process measured already.
@@ -320,7 +325,7 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
   kinds = sorted({d.device_kind for d in devices})
   if len(kinds) > 1:
     raise ValueError(f"devices of mixed kinds {kinds}; MFU needs one kind")
-  name = _dtype_name(dtype)
+  name = _dtype_name(dtype, devices[0].platform)
   n_dev = len(devices)
   sheet = None if devices[0].platform == "cpu" else datasheet(kinds[0])
   if sheet is not None:

@@ -67,9 +67,7 @@ def _prepare(config, workdir, init_from: str | None) -> _Setup:
   rundir.check_identity(workdir, identity)
   program = program_lib.build(config, sharding.make_mesh(config))
   # The MFU peak is measured outside the run's mesh context (its own mesh).
-  peak, peak_source = peak_lib.peak_flops(
-      jax.devices(), config_lib.compute_dtype(config.model.dtype,
-                                              jax.default_backend()))
+  peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
   return _Setup(config, workdir, identity, corpus, program, source, peak,
                 peak_source, t_start)
 

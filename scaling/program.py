@@ -65,6 +65,7 @@ class Program:
   train_step: Any
   eval_step: Any
   _init: Callable[[], dict]
+  _from_params: Callable[[dict], dict]
 
   def context(self) -> contextlib.ExitStack:
     """The mesh and logical-axis-rule context every trace runs under."""
@@ -102,6 +103,16 @@ class Program:
     with self.context():
       return self._init()
 
+  def state_from_params(self, params) -> dict:
+    """The train state of given parameters: a fresh optimizer state, step 0.
+
+    Args:
+      params: a parameter tree of ``abstract_state["params"]``'s structure
+        (e.g. restored from another run's checkpoint).
+    """
+    with self.context():
+      return self._from_params(params)
+
 
 def fingerprint(lowered: jax.stages.Lowered) -> str:
   """sha256 (16 hex digits) of a lowered program's StableHLO text."""
@@ -116,7 +127,7 @@ def abstract_batch(batch_size: int, seq_len: int, batch_sharding) -> dict:
 
 
 def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
-  """(init_fn, state_shardings) from shapes alone."""
+  """(init_fn, from_params_fn, state_shardings) from shapes alone."""
   with sharding.rules_context():
     boxed = jax.eval_shape(lambda: model_lib.init_params(model, seed))
   param_shardings = sharding.logical_shardings(mesh, boxed)
@@ -135,12 +146,14 @@ def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   shardings = dict(params=param_shardings, opt_state=opt_shardings,
                    step=sharding.replicated(mesh))
 
-  def init_fn():
-    params = nn.unbox(model_lib.init_params(model, seed))
+  def from_params(params):
     return dict(params=params, opt_state=tx.init(params),
                 step=jnp.zeros((), jnp.int32))
 
-  return init_fn, shardings
+  def init_fn():
+    return from_params(nn.unbox(model_lib.init_params(model, seed)))
+
+  return init_fn, from_params, shardings
 
 
 def build(config, mesh) -> Program:
@@ -160,8 +173,8 @@ def build(config, mesh) -> Program:
                          schedules.resolve_warmup(config.schedule, total))
   decay_embeddings = config.optimizer.decay_embeddings
   with sharding.rules_context():
-    init_fn, shardings = _state_layout(model, mesh, config.train.seed,
-                                       decay_embeddings)
+    init_fn, from_params, shardings = _state_layout(
+        model, mesh, config.train.seed, decay_embeddings)
     shapes = jax.eval_shape(init_fn)
   abstract_state = jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
@@ -185,4 +198,6 @@ def build(config, mesh) -> Program:
       abstract_hp={k: jax.ShapeDtypeStruct((), np.float32, sharding=rep)
                    for k in hp},
       train_step=train_step, eval_step=eval_step,
-      _init=jax.jit(init_fn, out_shardings=shardings))
+      _init=jax.jit(init_fn, out_shardings=shardings),
+      _from_params=jax.jit(from_params, in_shardings=(shardings["params"],),
+                           out_shardings=shardings))

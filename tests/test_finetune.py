@@ -26,6 +26,7 @@ from scaling import identity as identity_lib
 from scaling import loss as loss_lib
 from scaling import model as model_lib
 from scaling import schedules
+from scaling import task_eval
 from scaling import tokenizer as tok
 from scaling import train as train_lib
 from scaling.tasks import load_task, metrics as task_metrics
@@ -267,3 +268,50 @@ def test_finetune_and_generate_commands(source, tuned, tmp_path, capsys):
   assert printed == decode.texts(expected)[0] + "\n"
   assert run_config.finetune.task == "stdlib_package"
 
+
+
+def test_task_stream_is_a_pure_function_of_seed_and_step():
+  n = 10
+  rows = {k: np.zeros((n, 4), np.int32) for k in ("targets", "positions")}
+  rows["inputs"] = np.arange(n, dtype=np.int32)[:, None].repeat(4, 1)
+  rows["segment_ids"] = np.ones((n, 4), np.int32)
+  stream = ft.TaskStream(rows, batch_size=4, seed=0)
+  seen = np.concatenate([stream.local_batch(s)["inputs"][:, 0]
+                         for s in range(5)])
+  # Each epoch of 10 examples visits every row once, in a fresh order.
+  assert sorted(seen[:10]) == list(range(n))
+  assert sorted(seen[10:20]) == list(range(n))
+  assert list(seen[:10]) != list(seen[10:20])
+  assert stream.epochs_at(5) == 2.0 and stream.unique_tokens == 40
+  # Two processes' blocks make the same global batch; another seed differs.
+  halves = [ft.TaskStream(rows, 4, 0, i, 2).local_batch(3)["inputs"]
+            for i in (0, 1)]
+  np.testing.assert_array_equal(np.concatenate(halves),
+                                stream.local_batch(3)["inputs"])
+  np.testing.assert_array_equal(ft.TaskStream(rows, 4, 0).local_batch(3)[
+      "inputs"], stream.local_batch(3)["inputs"])
+  other = ft.TaskStream(rows, 4, 1)
+  assert any((other.local_batch(s)["inputs"] != stream.local_batch(s)[
+      "inputs"]).any() for s in range(3))
+
+
+def test_tagging_is_scored_on_the_greedy_decodings(source):
+  _, program, params = generate.load_run(f"{source}@8")
+  config = _config(source)
+  task = load_task("stdlib_tokens", config.data, seq_len=SEQ_LEN)
+  evaluator = task_eval.TaskEvaluator(config, task, program, "validation",
+                                      limit=3, prefix="val_")
+  with program.context():
+    got = evaluator(params)
+  examples = task.splits["validation"][:3]
+  prompts = [rows_lib.prompt_fields(e.input) for e in examples]
+  tokens = decode.generate_uncached(
+      program.model, params, [p for p, _ in prompts], [n for _, n in prompts],
+      max_new_tokens=task.provenance["params"]["max_target_bytes"] + 1,
+      n_real=tok.ByteTokenizer().n_real)
+  sub = task_metrics.span_scores(*task_metrics.tagging_tags(
+      examples, decode.texts(tokens)))
+  assert got["val_span_f1"] == pytest.approx(sub["f1"], abs=1e-12)
+  assert got["val_span_precision"] == pytest.approx(sub["precision"], abs=1e-12)
+  assert set(got) == {"val_span_precision", "val_span_recall", "val_span_f1",
+                      "val_gold_bpb", "val_gold_bpb_se", "val_loss"}

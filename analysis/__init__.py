@@ -20,6 +20,13 @@ Independent of training: every function works on plain arrays or on any CSV of
 * ``sensitivity``: refits under other N/C definitions, Huber δ, fewer runs.
 * ``groups``: the loss-versus-compute frontier per group (``--group-by``).
 * ``data_constrained``: effective-data law of Muennighoff et al. 2023.
+* ``hparams``, ``hparams_report``: the best learning rate / batch per size
+  and their power laws in N or C, and the rule file a sweep loads
+  (``scaling analyze --hparams``).
+* ``sigmoid``: a task metric as a bounded sigmoid of the task loss.
+* ``downstream``: the two-step law of Bhagia et al. 2024 (task loss from
+  N and D, then the metric), its held-out prediction and intervals
+  (``--task-metric``).
 * ``plots``, ``report``, ``markdown``, ``cli``: figures, ``fit.json``,
   ``report.md`` and ``scaling analyze``.
 

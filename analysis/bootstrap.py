@@ -3,7 +3,10 @@
 Each resample draws as many runs as there are, with replacement (Efron &
 Tibshirani 1993, ch. 6; as Besiroglu et al. 2024 do for Chinchilla's fit),
 and refits every estimate on it. The resampling unit is the run (rows of one
-run move together).
+run move together), or a group of runs that are not independent: the decay
+branches of one warmup-stable-decay run share its whole stable prefix, so
+they are drawn together (``ctx["runs"]["unit"]``, the stable run; the
+cluster bootstrap of Davison & Hinkley 1997 §3.8).
 
 * Approach 3 and the likelihood fit: every resample is fitted from several
   starts (``resample_starts``): the full-data optimum, a few of Chinchilla's
@@ -54,12 +57,14 @@ PERTURB_SCALE = np.array([1.0, 1.0, 0.3, 0.1, 0.1])
 
 
 def resample_counts(run_ids, n_resamples: int, seed: int = 0) -> np.ndarray:
-  """[K, rows] multiplicity of each row per resample (runs drawn uniformly).
+  """[K, rows] multiplicity of each row per resample (units drawn uniformly).
 
-  Rows sharing a run id move together (a run is the resampled unit).
+  Rows sharing an id move together: with run ids a run is the resampled
+  unit; with group ids (a branch's stable run) every row of a group gets
+  the same multiplicity in every resample.
 
   Args:
-    run_ids: [rows] run id of each row.
+    run_ids: [rows] resampling unit of each row (run or group id).
     n_resamples: K.
     seed: numpy Generator seed.
   """
@@ -187,7 +192,7 @@ def run_bootstrap(ctx: dict, n_resamples: int, seed: int = 0,
   Args:
     ctx: what the full-data analysis used and found (built by
       ``report.analyze``): runs (DataFrame run, N, D, C, loss[, budget,
-      unique_tokens]), points (Approach 1 points; None refits only
+      unique_tokens, unit: the resampling unit, default the run]), points (Approach 1 points; None refits only
       Approach 3 and the likelihood fit), point_groups (their budget
       labels, or None), theta3, phi_mle (or None), flops_model,
       reference_flops, grid_decades, budgets, frontier (SaturatingPowerLaw
@@ -206,7 +211,8 @@ def run_bootstrap(ctx: dict, n_resamples: int, seed: int = 0,
   """
   runs: pd.DataFrame = ctx["runs"]
   k = int(n_resamples)
-  counts = resample_counts(runs["run"], k, seed)
+  units = runs["unit"] if "unit" in runs else runs["run"]
+  counts = resample_counts(units, k, seed)
   rng = np.random.default_rng(seed + 1)
   n, d, c, loss = (runs[col].to_numpy(np.float64)
                    for col in ("N", "D", "C", "loss"))

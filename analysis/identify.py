@@ -44,6 +44,17 @@ Interval widths (``check_coefficient``; percentile bootstrap, default 95%):
 * any zero-width interval (every resample gave the same number): not an
   uncertainty, printed as such and never as an interval.
 
+Kinds for curves other than power laws (``kinds`` of ``assess``; the sigmoid
+of ``analysis.sigmoid``):
+
+* a slope of either sign (k): an interval that includes 0, or a half-width
+  above ``EXPONENT_REL_HALF_WIDTH`` = 50% of the value's magnitude;
+* a location (a midpoint L0, in the units of the data): a half-width above
+  ``LOCATION_HALF_WIDTH`` = 50% of ``scale``, the range of the data along
+  that axis (the midpoint is not located within the runs);
+* a bounded amplitude (a floor or a span in [0, 1]): only a zero-width
+  interval or no estimate is flagged (its bounds keep it finite).
+
 Bootstrap success (``bootstrap_check``): a fit whose resamples succeeded in
 fewer than ``MIN_SUCCESS`` = 80% of draws is *unreliable*; its intervals are
 conditional on the lucky resamples.
@@ -66,6 +77,7 @@ MIN_DISTINCT = dict(
 MAX_COLLINEARITY = 0.995
 EXPONENT_HALF_WIDTH = 0.15
 EXPONENT_REL_HALF_WIDTH = 0.5
+LOCATION_HALF_WIDTH = 0.5
 COEF_MAX_RATIO = 100.0
 FLOOR_MAX_RATIO = 2.0
 FLOOR_BOUND = 0.01
@@ -136,7 +148,8 @@ def spread_reasons(kind: str, n=None, d=None, c=None, n_budgets=None
 
 
 def check_coefficient(name: str, value, ci, *, loss_min: float | None = None,
-                      kind: str | None = None) -> str | None:
+                      kind: str | None = None, scale: float | None = None
+                      ) -> str | None:
   """Why one coefficient's estimate is not informative, or None.
 
   Args:
@@ -146,7 +159,9 @@ def check_coefficient(name: str, value, ci, *, loss_min: float | None = None,
     value: the full-data estimate.
     ci: [lo, hi] bootstrap interval or None.
     loss_min: lowest observed loss (nats), the scale of a floor E.
-    kind: "exponent", "floor" or "positive".
+    kind: "exponent", "floor", "positive", "slope", "location" or
+      "bounded" (see the module docstring).
+    scale: the data's range along the coefficient's axis ("location").
 
   Returns:
     A short reason (e.g. "95% interval spans a factor 8.7e+06 (> 100)").
@@ -165,8 +180,23 @@ def check_coefficient(name: str, value, ci, *, loss_min: float | None = None,
   if hi - lo <= ZERO_WIDTH_RTOL * max(abs(value), 1e-300):
     return ("zero-width interval: every resample gave the same value, which "
             "measures nothing")
+  half = (hi - lo) / 2
+  if kind == "bounded":
+    return None
+  if kind == "slope":
+    if lo <= 0 <= hi:
+      return f"interval [{lo:.3g}, {hi:.3g}] includes 0"
+    if half > EXPONENT_REL_HALF_WIDTH * abs(value):
+      return (f"interval half-width {half:.3g} > "
+              f"{EXPONENT_REL_HALF_WIDTH:.0%} of the value's magnitude")
+    return None
+  if kind == "location":
+    if scale is not None and half > LOCATION_HALF_WIDTH * scale:
+      return (f"interval half-width {half:.3g} > {LOCATION_HALF_WIDTH:.0%} "
+              f"of the data's range {scale:.3g}: not located within the "
+              "runs")
+    return None
   if kind == "exponent":
-    half = (hi - lo) / 2
     if lo <= 0 <= hi:
       return f"interval [{lo:.3g}, {hi:.3g}] includes 0"
     if half > EXPONENT_HALF_WIDTH:
@@ -203,8 +233,8 @@ def bootstrap_check(n_ok: int | None, n_requested: int) -> str | None:
 
 def assess(coefs: dict, *, spread: list[str] = (), n_ok: int | None = None,
            n_requested: int = 0, loss_min: float | None = None,
-           headline=None, extra: list[str] = (), caveats: list[str] = ()
-           ) -> dict:
+           headline=None, extra: list[str] = (), caveats: list[str] = (),
+           kinds: dict | None = None) -> dict:
   """The flags of one fit, from its spread, coefficients and bootstrap.
 
   Args:
@@ -218,6 +248,8 @@ def assess(coefs: dict, *, spread: list[str] = (), n_ok: int | None = None,
     headline: names whose flag makes the fit not identifiable (default all).
     extra: further reasons the fit is not identifiable.
     caveats: remarks that change no flag.
+    kinds: name → kind, or (kind, scale), for ``check_coefficient`` (default:
+      the kind follows from the name).
 
   Returns:
     dict identifiable, unreliable, reasons, caveats, bootstrap (requested,
@@ -228,8 +260,10 @@ def assess(coefs: dict, *, spread: list[str] = (), n_ok: int | None = None,
   for name, entry in coefs.items():
     if entry is None:
       continue
+    kind = (kinds or {}).get(name)
+    kind, scale = kind if isinstance(kind, tuple) else (kind, None)
     flag = check_coefficient(name, entry.get("value"), entry.get("ci"),
-                             loss_min=loss_min)
+                             loss_min=loss_min, kind=kind, scale=scale)
     entry["flag"] = flag
     if flag and flag.startswith("zero-width"):
       entry["ci_zero_width"] = True

@@ -19,6 +19,13 @@ When only C is known, D = C/(6N); when only D is known, C = 6ND; both are said
 in ``notes`` and ``columns``. Rows that are failed, NaN/inf or non-positive in a
 used column are rejected and counted by reason.
 
+Runs that are not independent are resampled together: ``resample_by`` names
+a column whose value groups runs into one bootstrap unit (rows with an empty
+value are their own unit). A table with a ``branch_of`` column (a sweep with
+WSD decay branches: the name of each branch's stable run) is grouped by it
+by default, and the stable runs it names are rejected: they never decayed,
+their branches are the runs.
+
 For the sensitivity refits (``analysis.sensitivity``) the table also carries,
 when the source allows it, the other N definition (``N_alt``: non-embedding
 when N is total, total when N is non-embedding) and the other FLOP count
@@ -54,6 +61,7 @@ N_NONEMBEDDING = ("params_nonembedding", "N_no_emb", "non_embedding_params",
                   "params_non_embedding")
 C_6ND = ("flops_6nd", "C_6ND")
 N_DEFINITIONS = ("total", "nonembedding")
+BRANCH_OF = "branch_of"  # a WSD branch's stable run (experiments.tables)
 ROLE_FLAGS = dict(n="--n-col", d="--d-col", c="--c-col", loss="--loss-col",
                   run="--run-col", step="--step-col", budget="--budget-col",
                   unique="--unique-col", epochs="--epochs-col")
@@ -64,7 +72,8 @@ class Table:
   """A cleaned results table.
 
   Attributes:
-    runs: one row per run; columns run, N, D, C, loss and, when known, budget,
+    runs: one row per run; columns run, N, D, C, loss, unit (the bootstrap
+      resampling unit: the run, or its group) and, when known, budget,
       unique_tokens, schedule (strings/floats; N params, D tokens, C FLOPs,
       loss nats).
     curves: curve points (run, step, N, D, C, loss) or None.
@@ -123,6 +132,17 @@ def _pick(df: pd.DataFrame, role: str, given: str | None,
   return None
 
 
+def pick_column(df: pd.DataFrame, role: str, given: str | None = None,
+                sweep: bool = False) -> str | None:
+  """The source column of ``role`` (``n``, ``loss``, ``run``, ...): ``given``
+  (checked to exist), the sweep default, or a common name; None if absent.
+
+  Raises:
+    ValueError: ``given`` is not a column.
+  """
+  return _pick(df, role, given, SWEEP_DEFAULTS if sweep else None)
+
+
 def _reject(df: pd.DataFrame, mask: np.ndarray, reason: str, rejected: dict):
   n = int(mask.sum())
   if n:
@@ -154,7 +174,7 @@ def load_table(path: str, *, n_col: str | None = None,
                step_col: str | None = None, budget_col: str | None = None,
                unique_col: str | None = None, epochs_col: str | None = None,
                drop_highest_loss: int = 0, n_definition: str | None = None,
-               keep: tuple = ()) -> Table:
+               keep: tuple = (), resample_by: str | None = None) -> Table:
   """Reads a sweep directory or a CSV into a ``Table``.
 
   Args:
@@ -172,6 +192,8 @@ def load_table(path: str, *, n_col: str | None = None,
       count N defaults to when ``n_col`` is not given.
     keep: further source columns copied into ``runs`` unchanged (e.g. a
       group column); a missing one raises.
+    resample_by: column grouping runs into one bootstrap unit (default
+      ``branch_of`` when the table has it, else none: each run is a unit).
 
   Raises:
     FileNotFoundError: no such file, or a directory without results.csv.
@@ -212,16 +234,31 @@ def load_table(path: str, *, n_col: str | None = None,
                      f"--c-col (columns: {list(df.columns)})")
   notes: list[str] = []
   rejected: dict = {}
+  if resample_by is not None and resample_by not in df.columns:
+    raise ValueError(f"column {resample_by!r} (--resample-by) not in table; "
+                     f"columns are {list(df.columns)}")
+  if resample_by is None and BRANCH_OF in df.columns:
+    resample_by = BRANCH_OF
   if "status" in df.columns:
     bad = df["status"].astype(str).str.lower().ne("finished").to_numpy()
     df = _reject(df, bad, "status not finished", rejected)
+  if BRANCH_OF in df.columns and cols["run"] is not None:
+    sources = set(df[BRANCH_OF].dropna().astype(str)) - {""}
+    stable = df[cols["run"]].astype(str).isin(sources).to_numpy()
+    df = _reject(df, stable, "stable runs of WSD branches (not decayed; "
+                 "their branches are the runs)", rejected)
 
   out = pd.DataFrame(index=df.index)
   out["run"] = (df[cols["run"]].astype(str) if cols["run"] else
                 pd.Series([f"row{i}" for i in df.index], index=df.index))
   out["N"] = _num(df[cols["n"]], errors="coerce")
   out["loss"] = _num(df[cols["loss"]], errors="coerce")
+  out["unit"] = out["run"]
   columns = dict(N=cols["n"], loss=cols["loss"], run=cols["run"])
+  if resample_by is not None:
+    group = df[resample_by].astype(str).where(df[resample_by].notna(), "")
+    out["unit"] = group.where(group.str.len() > 0, out["run"])
+    columns["unit"] = resample_by
   if cols["d"] is not None:
     out["D"] = _num(df[cols["d"]], errors="coerce")
     columns["D"] = cols["d"]
@@ -288,6 +325,10 @@ def load_table(path: str, *, n_col: str | None = None,
     columns["step"] = step_col
     notes.append(f"rows are checkpoints: the last {step_col!r} of each run is "
                  "its final row, all rows are curve points")
+  if resample_by is not None:
+    notes.append(f"the bootstrap resamples groups of runs by {resample_by!r}: "
+                 f"{out['unit'].nunique()} units for {len(out)} runs (a run "
+                 "without a value is its own unit)")
   if kind == "sweep" and os.path.exists(os.path.join(path, "curves.csv")):
     curves, curves_rejected = _load_curves(
         os.path.join(path, "curves.csv"), out, cols, step_col, loss_col)

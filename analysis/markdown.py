@@ -8,7 +8,7 @@ not identifiable or unreliable says so next to its numbers.
 
 from __future__ import annotations
 
-from analysis import headline, identify
+from analysis import downstream, headline, identify, replicates, sigmoid
 
 N_WHY = (
     "Kaplan et al. 2020 count non-embedding parameters, Hoffmann et al. 2022 "
@@ -137,6 +137,9 @@ def render(fit: dict) -> str:
     lines += ["Intervals: none (bootstrap disabled): no uncertainty is "
               "known.", ""]
   lines += [f"- {n}" for n in fit.get("notes", [])]
+  lines += [""] + replicates.lines(
+      fit.get("replicates"), fit.get("repetition"),
+      (fit.get("approach3") or {}).get("rms_log_residual"), s["level"])
   lines += ["", "## Flags", ""]
   flag_rows = []
   for key, name in (("approach3", "Approach 3"), ("mle", "likelihood fit"),
@@ -149,6 +152,16 @@ def render(fit: dict) -> str:
     flag_rows.append([name, "yes" if e.get("identifiable") else "**no**",
                       "**yes**" if e.get("unreliable") else "no", _boot(e),
                       "; ".join(e.get("reasons") or []) or "—"])
+  for metric, e in (fit.get("downstream") or {}).items():
+    for name, entry in ((f"downstream `{metric}`, all runs", e.get("full")),
+                        (f"downstream `{metric}`, held-out fit",
+                         (e.get("holdout") or {}).get("fit"))):
+      if entry is None:
+        continue
+      flag_rows.append([name, "yes" if entry.get("identifiable") else
+                        "**no**", "**yes**" if entry.get("unreliable") else
+                        "no", _boot(entry),
+                        "; ".join(entry.get("reasons") or []) or "—"])
   lines += _table(flag_rows, ["fit", "identifiable", "unreliable",
                               "resamples succeeded", "reasons"])
   lines += ["", "## Warnings", ""]
@@ -241,6 +254,7 @@ def render(fit: dict) -> str:
               f"R*_N = {_coef(dc['R_N_star'])}"
               f", R*_D = {_coef(dc['R_D_star'])} ({dc['n_points']} runs).", ""]
     lines += _flag_line("Data-constrained", dc)
+  lines += downstream_lines(fit.get("downstream"), made)
   lines += _sensitivity(fit.get("sensitivity"), fit)
   return "\n".join(lines) + "\n"
 
@@ -324,4 +338,190 @@ def render_groups(fit: dict) -> str:
       lines += [f"{g['group']}:"] + [f"- {c}" for c in g["caveats"]] + [""]
   if "frontier_by_group.png" in made:
     lines += ["![frontier per group](frontier_by_group.png)", ""]
+  lines += downstream_lines(fit.get("downstream"), made)
   return "\n".join(lines) + "\n"
+
+
+def _points(entry, e, key: str = "ci") -> str:
+  """An error entry in points of the metric's range, with its interval
+  (``key``: "ci", or "prediction_interval", which adds the runs' scatter)."""
+  lo, hi = e["settings"]["metric_range"]
+  f = 100.0 / (hi - lo)
+  c = entry["error"]
+  scaled = dict(value=c["value"] * f, n_ok=c.get("n_ok", 0),
+                ci=None if not c.get(key) else [v * f for v in c[key]])
+  return _coef(scaled, 3, flag=False)
+
+
+def _holdout_rows(e, held) -> list[list[str]]:
+  rows = []
+  for r in held.get("runs") or []:
+    rel = r.get("relative_error")
+    tl = r["predicted"]["task_loss"]
+    rows.append([f"`{r['run']}`", _num(r["N"], 3), _num(r["D"], 3),
+                 _num(r["C"], 3), _range(r.get("extrapolation")),
+                 _num(r["observed"]["metric"]),
+                 _coef(r["predicted"]["metric"], flag=False),
+                 _points(r, e), _points(r, e, "prediction_interval"),
+                 _yes(r.get("observed_in_prediction_interval")),
+                 "n/a" if rel is None else f"{abs(rel):.1%}",
+                 f"{_num(r['observed']['task_loss'])} → "
+                 f"{_coef(tl, flag=False)}"])
+  return rows
+
+
+def _yes(flag) -> str:
+  return "n/a" if flag is None else "yes" if flag else "**no**"
+
+
+def _range(x) -> str:
+  if x is None:
+    return "within the fitted runs' compute"
+  if x > 1:
+    return f"**extrapolation ×{x:.3g} beyond the largest fitted run**"
+  return f"**extrapolation ×{1 / x:.3g} below the smallest fitted run**"
+
+
+HOLDOUT_TEXT = {"largest": "the run with the largest compute C",
+                "largest-budget": "every run within 1% of the largest C",
+                "none": "none"}
+
+
+def _downstream_intro(metric: str, e: dict) -> list[str]:
+  s = e["settings"]
+  lo, hi = s["metric_range"]
+  floor = ("fixed at the chance level " + _num(s["floor"]) if s["floor"]
+           is not None else f"fitted, ≥ {lo:g}")
+  rows = e["rows"]
+  boot = (f"{100 * s['level']:.0f}% percentile bootstrap over "
+          f"{s['bootstrap']} resamples of runs, both steps refitted on each "
+          "resample and chained" if s["bootstrap"] else
+          "none (bootstrap disabled): no uncertainty is known")
+  return [
+      f"Bhagia et al. 2024 (arXiv 2412.04403), two steps chained: (1) the "
+      f"task loss L = `{e['loss']}` (the gold answer's bits per byte; "
+      f"{e['loss_source']}) as L(N, D) = E + A/N^α + B/D^β, fitted as "
+      f"Approach 3 (log loss, Huber δ = {s['huber_delta']:g}, summed, "
+      "L-BFGS from 4,500 starts); (2) the metric as Acc(L) = a/(1 + "
+      "e^(−k(L − L0))) + b, as the paper writes it, with k < 0 (the metric "
+      f"falls as the task loss rises), floor b {floor}, span a ≥ 0, "
+      f"ceiling a + b ≤ {hi:g}; least squares from a grid of starts. "
+      f"Runs with both columns: {rows['used']} of {rows['read']}; "
+      f"rejected: {rows['rejected'] or 'none'}. Held out: "
+      f"{HOLDOUT_TEXT.get(s['holdout'], 'run `' + str(s['holdout']) + '`')}"
+      f". Intervals: {boot}.", ""]
+
+
+def _step_tables(fit: dict, label: str) -> list[str]:
+  st1, st2 = fit["step1"], fit["step2"]
+  out = [f"### Step 1 ({label}): task loss L(N, D) = E + A/N^α + B/D^β", ""]
+  out += _flag_line("Step 1", st1)
+  out += _table([[k, _coef(st1[k])] for k in ("E", "A", "B", "alpha",
+                                              "beta")],
+                ["parameter", "value [CI]"])
+  out += ["", f"Residual RMS {st1['rms_log_residual']:.3g} in log task loss "
+          f"({st1['n_points']} runs).", ""] + _caveats(st1)
+  out += [f"### Step 2 ({label}): metric = a/(1 + e^(−k(L − L0))) + b", ""]
+  out += _flag_line("Step 2", st2)
+  rows = []
+  for k, what in (("k", "slope (< 0)"), ("L0", "midpoint (task loss)"),
+                  ("a", "span"), ("b", "floor"), ("ceiling", "a + b")):
+    c = st2[k]
+    rows.append([k, what, f"{_num(c['value'])} (fixed)" if c.get("fixed")
+                 else _coef(c)])
+  out += _table(rows, ["parameter", "meaning", "value [CI]"])
+  lo, hi = st2["task_loss_range"]
+  s_lo, s_hi = st2["rise"]
+  out += ["", f"The runs' task losses [{lo:.4g}, {hi:.4g}] sit at "
+          f"{s_lo:.2f} to {s_hi:.2f} of the rise from b to a + b (the "
+          f"sigmoid bends at {sigmoid.LOWER_BEND:.3f} and "
+          f"{sigmoid.UPPER_BEND:.3f}; slope and midpoint need runs on both "
+          f"sides of 0.5). Residual RMS {st2['rms_residual']:.3g} "
+          f"({st2['n_points']} runs).", ""] + _caveats(st2)
+  return out
+
+
+def _downstream_body(e: dict) -> list[str]:
+  if not e.get("fitted"):
+    return ["Not fitted: " + "; ".join(e.get("reasons") or []) + ".", ""]
+  out = []
+  held = e["holdout"]
+  fit = held.get("fit")
+  lo, hi = e["settings"]["metric_range"]
+  if fit is not None:
+    out += [f"**Held-out prediction**: both steps fitted on the other "
+            f"{fit['runs']} runs, then the metric predicted from each "
+            "held-out run's N and D.", ""]
+    out += _table(_holdout_rows(e, held),
+                  ["run", "N", "D", "C (FLOPs)", "range", "observed",
+                   "predicted [CI]", "error, points [CI]",
+                   "error, points [prediction interval]",
+                   "observed within it", "relative error",
+                   "task loss: observed → predicted [CI]"])
+    mae = held.get("mean_abs_error")
+    if mae and len(held["runs"]) > 1:
+      out += ["", f"Mean absolute error: {_coef(mae, 3, flag=False)}."]
+    scatter = 100 * held["runs"][0]["scatter_rms"] / (hi - lo)
+    out += ["", "The error is predicted − observed, in points of the "
+            "metric's range. [CI]: the prediction's bootstrap interval minus "
+            "the observation (the fit's uncertainty only; it covers the true "
+            "law's error at that run, the run's own noise, when the law is "
+            "right). [prediction interval]: adds the fitted runs' scatter "
+            f"about the chained law (RMS {scatter:.2g} points); an "
+            "observation outside it is a misfit of the law, not noise.", ""]
+    out += _flag_line("Held-out fit", fit)
+    cav = e.get("caveats") or []
+    out += [f"- {c}" for c in cav] + ([""] if cav else [])
+  else:
+    why = held.get("reason") or "; ".join(e.get("reasons") or [])
+    out += [f"No held-out prediction: {why}.", ""]
+  out += _step_tables(e["full"], "all runs")
+  return out
+
+
+def _downstream_groups(e: dict) -> list[str]:
+  rows = []
+  for g in e["groups"]:
+    held = g.get("holdout") or {}
+    runs = held.get("runs") or []
+    if not g.get("fitted") or not runs:
+      why = "; ".join(g.get("reasons") or []) or held.get("reason") or ""
+      rows.append([g["group"], str(g.get("runs", 0)), "—", "—", "—", "—",
+                   "—", "—", f"not fitted: {why}" if not g.get("fitted") else
+                   f"no held-out run ({why})", "—"])
+      continue
+    r = runs[0]
+    more = f" (+{len(runs) - 1} more)" if len(runs) > 1 else ""
+    rows.append([g["group"], str(g["runs"]), f"`{r['run']}`{more}",
+                 _range(r.get("extrapolation")),
+                 _num(r["observed"]["metric"]),
+                 _coef(r["predicted"]["metric"], flag=False),
+                 _points(r, e), _points(r, e, "prediction_interval"),
+                 identify.flag_text(held["fit"]["step1"]),
+                 identify.flag_text(held["fit"]["step2"])])
+  return _table(rows, ["group", "runs", "held out", "range", "observed",
+                       "predicted [CI]", "error, points [CI]",
+                       "error, points [prediction interval]",
+                       "step 1 (held-out fit)", "step 2 (held-out fit)"]
+                ) + ["", "Each group's first held-out run is shown; all are "
+                     "in fit.json (`downstream.<metric>.groups[].holdout`).",
+                     ""]
+
+
+def downstream_lines(entries: dict | None, made: set) -> list[str]:
+  """The downstream sections of report.md (one per metric)."""
+  out = []
+  for metric, e in (entries or {}).items():
+    out += [f"## Downstream: `{metric}` from `{e['loss']}` (two-step law)",
+            ""]
+    out += _downstream_intro(metric, e)
+    if "groups" in e:
+      out += [f"One law per `{e['group_col']}`:", ""]
+      out += _downstream_groups(e)
+    else:
+      out += _downstream_body(e)
+    stem = downstream.figure_stem(metric)
+    if f"{stem}.png" in made:
+      out += [f"![{metric} against task loss; predicted against observed]"
+              f"({stem}.png)", ""]
+  return out

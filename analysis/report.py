@@ -13,6 +13,9 @@ zero-width interval is replaced by ``"ci": null, "ci_zero_width": true``).
 Every fit carries ``identifiable``, ``unreliable``, ``reasons``, ``caveats``
 and ``bootstrap`` (requested, succeeded, success_rate), see ``identify``.
 With ``group_by`` the table is analysed per group instead (``groups``).
+With ``task_metric`` the two-step downstream law of each metric
+(``downstream``) goes into ``fit.json["downstream"]`` (metric column →
+``downstream.analyze_table``'s dict), per group too with ``group_by``.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import (allocation, bootstrap, chinchilla, data_constrained,
-                      envelope, groups, headline, identify, isoflop, load,
-                      markdown, mle, plots, powerlaw, sensitivity)
+                      downstream, envelope, groups, headline, identify,
+                      isoflop, load, markdown, mle, plots, powerlaw,
+                      replicates, sensitivity)
 
 SCHEMA = "scaling.analysis.fit/2"
 DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
@@ -36,10 +40,12 @@ DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
                 bootstrap=100, seed=0, level=0.95, curve_points="auto",
                 grid_decades=0.1, reference_flops=None, budgets=None,
                 delta=chinchilla.HUBER_DELTA, dc_base="fit", plots=True,
-                sensitivity=True, group_by=None)
+                sensitivity=True, group_by=None, resample_by=None,
+                task_metric=None, task_loss=None, task_chance=None,
+                task_range=None, task_holdout="largest")
 LOAD_KEYS = ("n_col", "d_col", "c_col", "loss_col", "run_col", "step_col",
              "budget_col", "unique_col", "epochs_col", "drop_highest_loss",
-             "n_definition")
+             "n_definition", "resample_by")
 
 
 def clean_json(obj):
@@ -101,7 +107,14 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
       100), delta (Huber δ), dc_base ("fit" or "published": base law of the
       data-constrained fit), plots (bool), sensitivity (bool: the refits of
       ``analysis.sensitivity``), group_by (a column: per-group frontiers
-      only, ``groups.analyze``).
+      only, ``groups.analyze``), resample_by (a column grouping runs into
+      one bootstrap unit; default ``branch_of`` when present, the stable
+      run of WSD decay branches), task_metric (a metric column or a list of
+      them: the two-step downstream law, ``downstream.analyze_table``),
+      task_loss (their task-loss columns, same order; missing ones are
+      derived from the metric's name), task_chance (fixed sigmoid floor),
+      task_range ((lo, hi) of the metrics, default (0, 1)), task_holdout
+      ("largest", "largest-budget", "none" or a run id).
 
   Returns:
     the content of fit.json (a dict).
@@ -119,7 +132,10 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
         path, out_dir, o["group_by"], bootstrap_n=int(o["bootstrap"]),
         seed=int(o["seed"]), level=float(o["level"]),
         grid_decades=o["grid_decades"], budgets=o["budgets"],
-        draw=o["plots"], **{k: o[k] for k in LOAD_KEYS})
+        draw=o["plots"], task=_task_options(o),
+        task_opts={k: o[k] for k in ("task_chance", "task_range",
+                                     "task_holdout", "delta")},
+        **{k: o[k] for k in LOAD_KEYS})
   t_start = time.perf_counter()
   table = load.load_table(path, **{k: o[k] for k in LOAD_KEYS})
   runs = table.runs
@@ -241,13 +257,19 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
         default_ci=dict(approach3=(result["allocation"].get("a") or {}).get(
             "ci"), approach2=(result["approach2"].get("a") or {}).get("ci")))
     result["sensitivity"]["seconds"] = time.perf_counter() - t0
+  result["replicates"] = replicates.noise_floor(n, d, loss, level)
+  result["repetition"] = replicates.repetition(
+      d, runs["unique_tokens"] if "unique_tokens" in runs else None)
   result["summary"] = headline.summarize(result)
+  task = _task_options(o)
+  result["downstream"] = _downstream(path, task, o, None) if task else None
 
   files = []
   if o["plots"]:
     files = _plots(out_dir, runs, table.curves, a1, a2, fit3, flops, frontier,
                    samples["_lines"], c_grid, alloc_ok,
                    result["frontier"], result["approach3"])
+    files += _downstream_plots(out_dir, result["downstream"])
   result["plots"] = files
   result["seconds"] = time.perf_counter() - t_start
   result = clean_json(result)
@@ -259,6 +281,51 @@ def analyze(path: str, out_dir: str, **opts) -> dict:
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write(markdown.render(result))
   return result
+
+
+def _task_options(o: dict) -> list[tuple[str, str | None]] | None:
+  """[(metric, task-loss column or None)] from the task options, or None.
+
+  Raises:
+    ValueError: more --task-loss than --task-metric flags.
+  """
+  metrics = o.get("task_metric")
+  if not metrics:
+    return None
+  metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+  losses = o.get("task_loss") or []
+  losses = [losses] if isinstance(losses, str) else list(losses)
+  if len(losses) > len(metrics):
+    raise ValueError(f"{len(losses)} --task-loss for {len(metrics)} "
+                     "--task-metric: give one --task-loss per metric, in "
+                     "the same order (or none to derive them)")
+  return [(m, losses[i] if i < len(losses) else None)
+          for i, m in enumerate(metrics)]
+
+
+def _downstream(path: str, task, o: dict, group_by: str | None) -> dict:
+  """metric → ``downstream.analyze_table`` for each (metric, loss)."""
+  rng = o.get("task_range") or (0.0, 1.0)
+  return {metric: downstream.analyze_table(
+      path, metric, loss, load_opts={k: o.get(k) for k in LOAD_KEYS},
+      group_by=group_by, holdout=o.get("task_holdout") or "largest",
+      floor=o.get("task_chance"), metric_range=tuple(rng),
+      n_resamples=int(o["bootstrap"]), seed=int(o["seed"]),
+      level=float(o["level"]), delta=float(o.get("delta",
+                                                 chinchilla.HUBER_DELTA)))
+          for metric, loss in task}
+
+
+def _downstream_plots(out_dir: str, entries: dict | None) -> list[str]:
+  """One figure per metric (``plots.plot_downstream``)."""
+  files = []
+  for metric, entry in (entries or {}).items():
+    panels = ({g["group"]: g for g in entry["groups"]} if "groups" in entry
+              else {metric: entry})
+    files += plots.plot_downstream(
+        out_dir, panels, downstream.figure_stem(metric), metric_label=metric,
+        loss_label=f"task loss {entry['loss']} (bits per byte)")
+  return files
 
 
 def _log_rms(params, n, d, loss) -> float:
@@ -443,7 +510,7 @@ def _plots(out_dir, runs, curves, a1, a2, fit3, flops, frontier, lines,
 def analyze_groups(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
                    groups.DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95,
             grid_decades: float = 0.1, budgets=None, draw: bool = True,
-            **load_opts) -> dict:
+            task=None, task_opts: dict | None = None, **load_opts) -> dict:
   """``scaling analyze PATH --out DIR --group-by COLUMN``.
 
   Loads the table (``load.load_table``; rows without a finite loss are kept
@@ -458,6 +525,10 @@ def analyze_groups(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
     bootstrap_n, seed, level: bootstrap.
     grid_decades, budgets: isoFLOP grouping without a budget column.
     draw: draw the figure.
+    task: [(metric, task-loss column or None)]: the two-step downstream law
+      of each metric per group (``downstream.analyze_table``), or None.
+    task_opts: task_chance, task_range, task_holdout, delta (as
+      ``analyze``).
     **load_opts: column options of ``load.load_table``.
 
   Returns:
@@ -494,12 +565,17 @@ def analyze_groups(path: str, out_dir: str, group_by: str, *, bootstrap_n: int =
                 settings=dict(bootstrap=int(bootstrap_n), seed=int(seed),
                               level=level, grid_decades=grid_decades,
                               budgets=budgets))
+  o = dict(task_opts or {}, bootstrap=bootstrap_n, seed=seed, level=level,
+           **{k: load_opts.get(k) for k in LOAD_KEYS})
+  result["downstream"] = (_downstream(path, task, o, group_by) if task else
+                          None)
   files = []
   if draw:
     files = plots.plot_group_frontiers(
         out_dir, {f"{loss_src} by {group_by}": result}, "frontier_by_group",
         c_label=f"training compute C ({table.columns['C']}, FLOPs)",
         loss_label=loss_src)
+    files += _downstream_plots(out_dir, result["downstream"])
   result["plots"] = files
   result = clean_json(result)
   os.makedirs(out_dir, exist_ok=True)

@@ -37,19 +37,24 @@ def bench_config(overrides):
   return c
 
 
-def _compiled_step(config):
-  """The run's own program (scaling.program.build), on a random-token batch."""
-  validation.validate(config, jax.device_count())
-  mesh = sharding.make_mesh(config)
-  program = program_lib.build(config, mesh)
+def random_batch(config, rng) -> dict:
+  """A [batch_size, seq_len] batch of random bytes, one document per row."""
   shape = (config.batch_size, config.seq_len)
-  rng = np.random.default_rng(0)
   batch = {k: np.zeros(shape, d) for k, d in BATCH_DTYPES.items()}
   batch["inputs"] = rng.integers(0, 256, shape).astype(np.int32)
   batch["targets"] = rng.integers(0, 256, shape).astype(np.int32)
   batch["loss_mask"][:] = 1.0
   batch["segment_ids"][:] = 1
   batch["positions"][:] = np.arange(config.seq_len)
+  return batch
+
+
+def _compiled_step(config):
+  """The run's own program (scaling.program.build), on a random-token batch."""
+  validation.validate(config, jax.device_count())
+  mesh = sharding.make_mesh(config)
+  program = program_lib.build(config, mesh)
+  batch = random_batch(config, np.random.default_rng(0))
   t0 = time.perf_counter()
   compiled = program.compile()
   compile_s = time.perf_counter() - t0

@@ -44,10 +44,11 @@ def estimate_seconds(runs: Sequence[Run], flops_per_sec: float,
 
   total FLOPs / sustained FLOP/s + step_seconds per optimizer step +
   SECONDS_PER_RUN per run + COMPILE_SECONDS_PER_SHAPE per distinct shape.
+  A WSD decay branch counts only its steps after its branch point.
   """
   shapes = {(r.config.model.d_model, r.config.model.n_layers,
              r.config.model.d_ff, r.config.batch_size, r.config.seq_len,
              r.config.objective.name) for r in runs}
   return (sum(r.flops for r in runs) / flops_per_sec
-          + step_seconds * sum(r.steps for r in runs)
+          + step_seconds * sum(r.steps - r.branch_step for r in runs)
           + SECONDS_PER_RUN * len(runs) + COMPILE_SECONDS_PER_SHAPE * len(shapes))

@@ -1,11 +1,12 @@
 """Sweep generators: grids, shape ladders, isoFLOP sweeps, data-constrained
-sweeps, learning-rate sweeps, and the per-size hyperparameter rule.
+sweeps, learning-rate and batch sweeps, WSD decay branches.
 
 Every generator takes a base config (``scaling.config.default_config()``
 schema) and returns :class:`experiments.registry.Run` objects whose configs
 are full copies of the base with the overrides applied; nothing is trained.
 Overrides are written as dotted keys (``"model.d_model"``), as on the command
-line.
+line. Per-size hyperparameters come from a rule of :mod:`experiments.hparams`
+(``DEFAULT_RULE``, the published presets or a fitted rule file).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
+from experiments import hparams
 from experiments.registry import Run
 from scaling import accounting
 from scaling import config as config_lib
+from scaling import schedules
 
 
 # ------------------------------------------------------------------ names
@@ -135,82 +138,16 @@ def effective_params(config: ml_collections.ConfigDict) -> float:
 
 # ------------------------------------------------------ hyperparameter rule
 
-
-@dataclasses.dataclass(frozen=True)
-class HParamRule:
-  """Per-size optimizer hyperparameters for small models.
-
-  After Porian et al. 2024 (arXiv 2406.19146), who tune AdamW per model size
-  and fit the tuned learning rate as a power law of N, find β2 = 0.95 too low
-  at small batch sizes (β2 = 0.99 or 0.999 instead), and warm up for about N
-  tokens rather than Kaplan et al.'s long warmup:
-
-  * ``peak_lr = min(lr_max, lr_coef * N ** -lr_exponent)`` with N counted as
-    Porian et al. do: parameters including the output head, excluding the
-    input embedding (``params_total - params_embedding``);
-  * ``b2 = b2_small_batch`` when a step has fewer than ``small_batch_tokens``
-    tokens, else ``b2``;
-  * warmup = ``warmup_fraction`` of training (N tokens is 5% of training at
-    20 tokens per parameter).
-
-  The constants of :data:`DEFAULT_RULE` are measured on this codebase; see
-  its comment. The ``lr_sweep`` experiment checks the rule across widths.
-  """
-
-  lr_coef: float
-  lr_exponent: float
-  lr_max: float = 3e-2
-  b2: float = 0.95
-  b2_small_batch: float = 0.99
-  small_batch_tokens: int = 2**18
-  warmup_fraction: float = 0.05
-  source: str = ""
-
-  @staticmethod
-  def n_params(config: ml_collections.ConfigDict) -> int:
-    """Porian et al.'s N: params_total - params_embedding (head included)."""
-    counts = accounting.param_counts(config.model,
-                                     config_lib.vocab_size(config),
-                                     config.seq_len)
-    return counts["params_total"] - counts["params_embedding"]
-
-  def peak_lr(self, config: ml_collections.ConfigDict) -> float:
-    """The rule's peak learning rate for this config's model."""
-    return min(self.lr_max,
-               self.lr_coef * self.n_params(config) ** -self.lr_exponent)
-
-  def overrides(self, config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Dotted overrides for ``config`` (peak_lr, b2, warmup fraction)."""
-    small = accounting.tokens_per_step(config) < self.small_batch_tokens
-    return {"optimizer.peak_lr": float(self.peak_lr(config)),
-            "optimizer.b2": self.b2_small_batch if small else self.b2,
-            "schedule.warmup_steps": -1,
-            "schedule.warmup_fraction": self.warmup_fraction}
-
-  def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with the rule's hyperparameters."""
-    return config_lib.with_overrides(config, self.overrides(config))
-
-
-# lr_exponent 1/3: Adam's best learning rate falls like 1 / width in the
-# standard parametrisation (Yang et al. 2022), and N grows like width^3 at a
-# fixed aspect ratio. lr_coef 0.5 checked on the stdlib byte corpus at
-# 16 x 128 tokens per step: for L2_d64 (N = 131k, 250 steps) the rule's lr
-# 0.0098 beat x0.5, x2 and x4 (eval_loss 2.369 vs 2.408, 2.393, 2.572); for
-# L1_d24 (N = 19k, 800 steps) x1 and x4 were within 0.02 nats (2.273, 2.255)
-# and x0.5, x2 worse (2.321, 2.346). Commands: experiments/lr_sweep.py.
-DEFAULT_RULE = HParamRule(
-    lr_coef=0.5, lr_exponent=1.0 / 3.0,
-    source=("lr = 0.5 N^(-1/3) (N without input embedding, Porian et al. "
-            "2024), beta2 0.99 below 2^18 tokens per step, 5% warmup; "
-            "checked by the lr_sweep experiment"))
+# The rules live in experiments.hparams; these names stay importable here.
+HParamRule = hparams.HParamRule
+DEFAULT_RULE = hparams.DEFAULT_RULE
 
 
 # -------------------------------------------------------------- generators
 
 
 def grid(base: ml_collections.ConfigDict, axes: Mapping[str, Sequence[Any]],
-         prefix: str = "", rule: HParamRule | None = None) -> list[Run]:
+         prefix: str = "", rule: hparams.Rule | None = None) -> list[Run]:
   """Cartesian product over dotted config keys.
 
   Args:
@@ -245,7 +182,7 @@ def grid(base: ml_collections.ConfigDict, axes: Mapping[str, Sequence[Any]],
 
 
 def shape_runs(base: ml_collections.ConfigDict, shapes: Iterable[Shape],
-               prefix: str = "", rule: HParamRule | None = None) -> list[Run]:
+               prefix: str = "", rule: hparams.Rule | None = None) -> list[Run]:
   """One run per shape (e.g. a ladder at fixed training length)."""
   runs = []
   for shape in shapes:
@@ -260,7 +197,7 @@ def shape_runs(base: ml_collections.ConfigDict, shapes: Iterable[Shape],
 def isoflop(base: ml_collections.ConfigDict, budgets: Sequence[float],
             shapes: Sequence[Shape], *, tokens_per_param: float = 20.0,
             factor: float = 4.0, max_sizes: int | None = None,
-            min_steps: int = 50, rule: HParamRule | None = None,
+            min_steps: int = 50, rule: hparams.Rule | None = None,
             notes: list[str] | None = None) -> list[Run]:
   """IsoFLOP sweep (Hoffmann et al. 2022 Approach 2): sizes × fixed compute.
 
@@ -361,7 +298,9 @@ def data_constrained(base: ml_collections.ConfigDict,
 
 def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
              multipliers: Sequence[float],
-             rule: HParamRule = DEFAULT_RULE) -> list[Run]:
+             rule: hparams.Rule = DEFAULT_RULE, *,
+             parametrizations: Sequence[str] | None = None,
+             base_shape: Shape | None = None) -> list[Run]:
   """Learning rate × width: multiples of the rule's learning rate per shape.
 
   The grid used to check hyperparameter transfer (Yang et al. 2022; Everett
@@ -369,11 +308,45 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
   Runs of one shape differ only in the (traced) learning rate, so they
   compile once.
 
+  With ``parametrizations`` (the transfer check of Yang et al. 2022, Fig. 1)
+  every shape is trained under each parametrisation p (``model.
+  parametrization = p``, base shape ``base_shape``, default the first
+  shape), and every shape gets the *same* learning rates: ``multipliers`` ×
+  the rule's rate of the base shape. Under μP that is the grid the base
+  model's optimum should transfer on; under SP the optimum is free to drift.
+  Runs are ordered by shape, then parametrisation, then rate (a partial
+  sweep has both arms of its smaller widths).
+
   Returns:
-    Runs named ``<shape>_lrx<m>`` with tags ``shape``, ``lr_multiplier`` and
-    ``rule_lr``.
+    Runs named ``<shape>_lrx<m>`` (``<p>_<shape>_lrx<m>`` with
+    parametrisations) with tags ``shape``, ``lr_multiplier`` and ``rule_lr``
+    (and ``parametrization``).
+
+  Raises:
+    ConfigError: an unknown parametrisation or a base shape the shapes
+      cannot be derived from (``scaling.validation``, when the experiment is
+      checked).
   """
   runs = []
+  if parametrizations is not None:
+    base_shape = base_shape or shapes[0]
+    ref = rule.apply(config_lib.with_overrides(base, base_shape.overrides()))
+    rule_lr = ref.optimizer.peak_lr
+    for shape in shapes:
+      for p in parametrizations:
+        config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
+        config = config_lib.with_overrides(config, {
+            "model.parametrization": p,
+            "model.base_d_model": base_shape.d_model,
+            "model.base_n_layers": base_shape.n_layers})
+        for m in multipliers:
+          run_config = config_lib.with_overrides(
+              config, {"optimizer.peak_lr": rule_lr * m})
+          runs.append(Run(
+              f"{p}_{shape.name}_lrx{fmt_value(float(m))}", run_config,
+              tags=dict(parametrization=p, shape=shape.name,
+                        lr_multiplier=float(m), rule_lr=rule_lr)))
+    return runs
   for shape in shapes:
     config = rule.apply(config_lib.with_overrides(base, shape.overrides()))
     rule_lr = config.optimizer.peak_lr
@@ -381,4 +354,143 @@ def lr_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
       run_config = config_lib.with_overrides(config, {"optimizer.peak_lr": rule_lr * m})
       runs.append(Run(f"{shape.name}_lrx{fmt_value(float(m))}", run_config, tags=dict(
           shape=shape.name, lr_multiplier=float(m), rule_lr=rule_lr)))
+  return runs
+
+
+def batch_sweep(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
+                batch_sizes: Sequence[int], tokens: int,
+                lr_multipliers: Sequence[float] = (1.0,),
+                rule: hparams.Rule = DEFAULT_RULE) -> list[Run]:
+  """Batch size × model size at a fixed token budget (Porian et al. 2024
+  §4; DeepSeek-AI 2024 §3.1 sweep batch and learning rate jointly).
+
+  Every run of a shape trains on the same ``tokens`` (``train.tokens``, so a
+  batch of b sequences takes ceil(tokens / (b·seq_len)) steps); the rule
+  sets the learning rate, β2 and warmup for that batch (its own batch term,
+  if any, is not applied: the batch is the swept variable), and each
+  learning rate is tried at ``lr_multipliers`` times the rule's, so the
+  analysis can take the best learning rate per batch
+  (``scaling analyze --hparams``).
+
+  Args:
+    base: base config (its seq_len fixes the tokens per sequence).
+    shapes: model shapes.
+    batch_sizes: sequences per optimizer step (global).
+    tokens: training tokens D of every run.
+    lr_multipliers: multiples of the rule's learning rate per batch.
+    rule: per-size hyperparameters.
+
+  Returns:
+    Runs named ``<shape>_bs<b>`` (``_lrx<m>`` appended when several
+    multipliers) with tags ``shape``, ``batch_tokens``, ``lr_multiplier``
+    and ``rule_lr``.
+
+  Raises:
+    ValueError: a non-positive batch size or token budget.
+  """
+  if tokens <= 0 or any(b <= 0 for b in batch_sizes):
+    raise ValueError("batch_sweep needs tokens > 0 and batch sizes > 0")
+  runs = []
+  for shape in shapes:
+    for b in batch_sizes:
+      config = config_lib.with_overrides(base, {
+          **shape.overrides(), "batch_size": int(b), "train.tokens": int(tokens),
+          "train.steps": -1})
+      config = rule.apply(config, set_batch=False)
+      rule_lr = config.optimizer.peak_lr
+      for m in lr_multipliers:
+        run_config = config_lib.with_overrides(
+            config, {"optimizer.peak_lr": rule_lr * m})
+        name = f"{shape.name}_bs{b}"
+        if len(lr_multipliers) > 1:
+          name += f"_lrx{fmt_value(float(m))}"
+        runs.append(Run(name, run_config, tags=dict(
+            shape=shape.name, batch_tokens=accounting.tokens_per_step(config),
+            lr_multiplier=float(m), rule_lr=rule_lr)))
+  return runs
+
+
+def wsd_branches(base: ml_collections.ConfigDict, shapes: Sequence[Shape],
+                 branch_tokens: Sequence[int], *, decay_fraction: float = 0.2,
+                 decay_shape: str = "1-sqrt", warmup_steps: int | None = None,
+                 rule: hparams.Rule = DEFAULT_RULE,
+                 prefix: str = "") -> list[Run]:
+  """WSD decay branches: one stable run per shape, one branch per length.
+
+  Hu et al. 2024 (MiniCPM, arXiv 2404.06395) and Hägele et al. 2024 (arXiv
+  2405.18392): a warmup-stable-decay run of T updates is at its peak
+  learning rate until its last K = round(decay_fraction·T) updates, so runs
+  of several lengths share everything before their decays. For each shape:
+
+  * the stable run ``<shape>_stable`` (``schedule.name = constant``: warmup,
+    then the peak rate) trains to the latest branch point and keeps a
+    checkpoint at every branch point (``checkpoint.at_steps``);
+  * a branch ``<shape>_D<tokens>`` per entry of ``branch_tokens``: a
+    ``wsd`` run of T = round(tokens / tokens per step) updates with the
+    given decay fraction and shape, started from the stable run's
+    checkpoint at its branch point T − K (``Run.init_from``).
+
+  The warmup is the same number of updates for every run of a shape
+  (``warmup_steps``, default the rule's warmup of the shortest branch), so a
+  branch's schedule before its branch point is the stable run's: the
+  branch equals the same ``wsd`` run trained from scratch (the registry
+  checks it, ``experiments.branches``), whose identity it has.
+
+  Args:
+    base: base config (batch_size and seq_len fix the tokens per step;
+      cadences are kept).
+    shapes: model shapes.
+    branch_tokens: the branches' training tokens D (distinct).
+    decay_fraction: WSD decay as a fraction of each branch's length.
+    decay_shape: ``linear``, ``1-sqrt`` or ``cosine`` (``scaling.schedules``).
+    warmup_steps: warmup updates of every run (None: see above).
+    rule: per-size peak learning rate and β2 (its batch is not applied).
+    prefix: prepended to each short name.
+
+  Returns:
+    Per shape the stable run, then its branches (shortest first). Tags:
+    ``shape``, ``n_eff``, ``role`` (``stable`` | ``branch``),
+    ``stable_run`` (the stable run's short name).
+
+  Raises:
+    ValueError: fewer than one length, lengths giving the same step count,
+      or a warmup reaching past a branch point.
+  """
+  if not branch_tokens:
+    raise ValueError("wsd_branches needs at least one branch length")
+  runs = []
+  for shape in shapes:
+    config = rule.apply(config_lib.with_overrides(base, shape.overrides()),
+                        set_batch=False)
+    per_step = accounting.tokens_per_step(config)
+    lengths = sorted(int(round(t / per_step)) for t in branch_tokens)
+    if len(set(lengths)) != len(lengths) or lengths[0] < 2:
+      raise ValueError(f"branch lengths {lengths} (steps) must be distinct "
+                       "and at least 2; spread branch_tokens further")
+    if warmup_steps is None:
+      shortest = config_lib.with_overrides(
+          config, {"train.steps": lengths[0], "train.tokens": -1})
+      warmup = schedules.resolve_warmup(shortest.schedule, lengths[0])
+    else:
+      warmup = int(warmup_steps)
+    points = [t - int(math.floor(decay_fraction * t + 0.5)) for t in lengths]
+    if warmup > min(points):
+      raise ValueError(f"warmup of {warmup} steps reaches past the first "
+                       f"branch point {min(points)}; shorten it")
+    common = {"schedule.warmup_steps": warmup, "train.tokens": -1}
+    stable_name = f"{prefix}{shape.name}_stable"
+    stable = config_lib.with_overrides(config, {
+        **common, "schedule.name": "constant", "schedule.decay_shape": "linear",
+        "train.steps": max(points), "checkpoint.at_steps": tuple(points)})
+    tags = dict(shape=shape.name, n_eff=effective_params(config),
+                stable_run=stable_name)
+    runs.append(Run(stable_name, stable, tags=dict(tags, role="stable")))
+    for tokens, steps, point in zip(sorted(branch_tokens), lengths, points):
+      branch = config_lib.with_overrides(config, {
+          **common, "schedule.name": "wsd", "train.steps": steps,
+          "schedule.decay_fraction": float(decay_fraction),
+          "schedule.decay_shape": decay_shape})
+      runs.append(Run(f"{prefix}{shape.name}_D{fmt_value(float(tokens))}",
+                      branch, tags=dict(tags, role="branch"),
+                      init_from=(stable_name, point)))
   return runs

@@ -9,8 +9,9 @@ A file of ``experiments/families/`` registers a builder::
       return registry.Family(base, runs, notes)
 
 where ``runs`` is a list of :class:`Run` (a short name, the run's full config
-and, for isoFLOP sweeps, its compute budget). The registry imports every
-module of ``experiments.families``, so adding an experiment is adding a file.
+and, for isoFLOP sweeps, its compute budget; a WSD decay branch also names
+the stable run and step it starts from). The registry imports every module
+of ``experiments.families``, so adding an experiment is adding a file.
 
 A run's identity is ``<short-name>-<identity-hash>`` with the hash of
 ``scaling.identity.identity_hash(config, corpus_hash)``, the same hash the
@@ -28,6 +29,7 @@ from typing import Any, Callable
 
 import ml_collections
 
+from experiments import branches
 from scaling import accounting
 from scaling import identity as identity_lib
 from scaling import validation
@@ -62,12 +64,20 @@ class Run:
     budget: the isoFLOP budget C in the exact ``flops`` count, or None.
     tags: extra values describing the run (e.g. shape, epochs), written to
       the results table as columns.
+    init_from: for a WSD decay branch, (short name of the stable run of the
+      same experiment, step): the run starts from that run's checkpoint at
+      that step (``scaling.train.train(init_from=...)``), so the sweep
+      trains the stable run first and this run trains only its steps after
+      the branch point. Not part of the identity: a branch is the run its
+      config describes (whole length, warmup, decay), trained more cheaply,
+      so it has the identity of that run trained from scratch.
   """
 
   short_name: str
   config: ml_collections.ConfigDict
   budget: float | None = None
   tags: dict[str, Any] = dataclasses.field(default_factory=dict)
+  init_from: tuple[str, int] | None = None
 
   def __post_init__(self):
     if not _SHORT_NAME.match(self.short_name):
@@ -77,13 +87,31 @@ class Run:
 
   @property
   def steps(self) -> int:
-    """Optimizer steps (``accounting.train_steps``)."""
+    """Optimizer steps of the whole run (``accounting.train_steps``)."""
     return accounting.train_steps(self.config)
 
   @property
+  def branch_step(self) -> int:
+    """The step this run starts from: its branch point, or 0."""
+    return self.init_from[1] if self.init_from else 0
+
+  @property
+  def flops_per_step(self) -> float:
+    """Training FLOPs of one optimizer step (exact ``flops`` count)."""
+    return accounting.flops_per_step(self.config)["flops"]
+
+  @property
   def flops(self) -> float:
-    """Training FLOPs of the whole run in the exact ``flops`` count."""
-    return self.steps * accounting.flops_per_step(self.config)["flops"]
+    """Training FLOPs this run itself costs, in the exact ``flops`` count:
+    the whole run, or for a branch only its steps after the branch point
+    (the shared prefix is the stable run's)."""
+    return (self.steps - self.branch_step) * self.flops_per_step
+
+  @property
+  def flops_endpoint(self) -> float:
+    """Training FLOPs of the whole run from step 0 (a branch's prefix
+    included): the compute its final loss stands for."""
+    return self.steps * self.flops_per_step
 
   def name(self) -> str:
     """``<short-name>-<identity-hash>`` (hash includes the corpus hash).
@@ -136,11 +164,12 @@ class Experiment:
     return float(sum(r.flops for r in self.runs))
 
   def check(self) -> None:
-    """Validates every run config and the uniqueness of the short names.
+    """Validates every run config, the short names and the branches.
 
     Raises:
       ConfigError: a run's config is invalid (the message names the run).
-      ValueError: two runs share a short name, or there are no runs.
+      ValueError: two runs share a short name, there are no runs, or a
+        branch does not fit its stable run (``branches.check_branch``).
     """
     if not self.runs:
       raise ValueError(f"experiment '{self.name}' has no runs")
@@ -150,13 +179,27 @@ class Experiment:
         raise ValueError(
             f"experiment '{self.name}': two runs are named "
             f"'{run.short_name}'; give each run its own short name")
-      seen[run.short_name] = run
       try:
         validation.validate(run.config)
       except ConfigError as e:
         raise ConfigError(
             e.field, f"(experiment '{self.name}', run '{run.short_name}') "
             f"{e}") from e
+      if run.init_from is not None:
+        source = seen.get(run.init_from[0])
+        if source is None:
+          raise ValueError(
+              f"experiment '{self.name}', run '{run.short_name}': its "
+              f"init_from names '{run.init_from[0]}', which is not a run "
+              "listed before it; list the stable run first")
+        branches.check_branch(run, source, self.name)
+      seen[run.short_name] = run
+
+  def source_of(self, run: Run) -> Run | None:
+    """The stable run a branch starts from (None for other runs)."""
+    if run.init_from is None:
+      return None
+    return next(r for r in self.runs if r.short_name == run.init_from[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +213,6 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _DISCOVERED = False
-_CORPUS_HASHES: dict[tuple, str] = {}
 
 
 def register(name: str, description: str, cost: str = "",
@@ -253,17 +295,13 @@ def lookup(name: str) -> Experiment:
 
 
 def corpus_hash(data_cfg) -> str:
-  """Content hash of the corpus named by ``data_cfg``, cached per process.
-
-  Loading the built-in corpus takes a second or two the first time.
+  """Content hash of the corpus named by ``data_cfg`` (loaded once per
+  process, ``scaling.data.sources.load_corpus``).
 
   Raises:
     ConfigError: as ``scaling.data.sources.load_corpus``.
   """
-  key = (data_cfg.source, data_cfg.path, float(data_cfg.val_fraction))
-  if key not in _CORPUS_HASHES:
-    _CORPUS_HASHES[key] = sources.load_corpus(data_cfg).corpus_hash
-  return _CORPUS_HASHES[key]
+  return sources.load_corpus(data_cfg).corpus_hash
 
 
 def identity(config: ml_collections.ConfigDict) -> str:

@@ -7,7 +7,10 @@ cache serves runs that differ only in traced hyperparameters). In three parts:
 
 * plan (:mod:`experiments.plan`): which runs are done, which to train;
   finished runs are skipped, a run directory with a checkpoint is resumed by
-  the trainer, a machine failure is retried;
+  the trainer, a machine failure is retried; a WSD decay branch waits for
+  its stable run and starts from its checkpoint (``init_from``), and is
+  recorded as failed, with the stable run's failure kind, when that run
+  failed;
 * claim and train (:func:`_claim_and_train`): each run is claimed with a lock
   file (:mod:`scaling.claims`) so several workers share one sweep directory
   and each run is trained once; a run that fails (a ``failed`` summary, or an
@@ -18,7 +21,9 @@ cache serves runs that differ only in traced hyperparameters). In three parts:
 
 At the end it writes ``results.csv`` and ``curves.csv``
 (:mod:`experiments.tables`) and ``sweep_summary.json`` (compile time against
-training time, exact FLOPs over wall time and over the peak), then calls the
+training time, exact FLOPs over wall time and over the peak, and for an
+experiment with branches the FLOP ledger: each stable prefix counted once,
+and the saving against training every branch from scratch), then calls the
 analysis; an analysis error is recorded, never fatal.
 
 Every decision of a multi-host job is process 0's, broadcast
@@ -53,6 +58,7 @@ from experiments.compile_cache import compile_stats, enable_compile_cache
 from scaling import agree
 from scaling import claims
 from scaling import metrics
+from scaling import peak
 from scaling import train as train_lib
 from scaling import validation
 from scaling.config import ConfigError
@@ -141,7 +147,8 @@ def failure_kind(error: BaseException) -> str:
 def _train_one(planned: plan_lib.PlannedRun) -> dict:
   """Trains one run; an exception becomes a ``failed`` summary (process 0)."""
   try:
-    summary = train_lib.train(planned.run.config, os.fspath(planned.run_dir))
+    summary = train_lib.train(planned.run.config, os.fspath(planned.run_dir),
+                              init_from=planned.init_from)
   except Exception as e:  # pylint: disable=broad-except
     summary = dict(status="failed", reason=f"{type(e).__name__}: {e}".strip(),
                    failure=failure_kind(e))
@@ -179,6 +186,16 @@ def _claim_and_train(plan: plan_lib.SweepPlan, where: _Claims,
         if planned.name not in attempted:
           bar.dropped(planned.flops)  # another worker trained it
         continue
+      state, source_summary = agree.broadcast(plan.source_state(planned))
+      if state == "waiting":
+        continue  # its stable run is not finished yet
+      if state == "failed":
+        _record_source_failure(planned, source_summary, log, tally, out)
+        attempted.add(planned.name)
+        pending.remove(planned)
+        bar.trained(planned.flops, len(tally.trained), len(tally.failed))
+        progressed = True
+        continue
       claim = where.of(planned.name) if jax.process_index() == 0 else None
       if not agree.broadcast(claim is not None and claim.acquire()):
         continue  # a live worker holds it
@@ -202,6 +219,26 @@ def _claim_and_train(plan: plan_lib.SweepPlan, where: _Claims,
       if not wait:
         break
       time.sleep(poll_seconds)  # the rest are claimed by live workers
+
+
+def _record_source_failure(planned: plan_lib.PlannedRun, source_summary,
+                           log: progress_lib.EventLog, tally: _Tally,
+                           out: TextIO) -> None:
+  """A branch whose stable run failed fails too, with that failure's kind
+  (a machine failure is retried with the stable run by the next call)."""
+  source = planned.source
+  summary = dict(status="failed", failure=(source_summary or {}).get(
+      "failure", plan_lib.RUN), reason=(
+          f"its stable run {source.name} failed: "
+          f"{(source_summary or {}).get('reason', 'unknown reason')}"))
+  if jax.process_index() == 0:
+    planned.run_dir.mkdir(parents=True, exist_ok=True)
+    metrics.write_json_atomic(planned.run_dir / "summary.json", summary)
+  tally.trained.append(planned.name)
+  tally.failed.append(planned.name)
+  log("fail", planned.name, reason=summary["reason"],
+      failure=summary["failure"])
+  print(f"run {planned.name} failed: {summary['reason']}", file=out)
 
 
 def _train_and_record(planned: plan_lib.PlannedRun, log: progress_lib.EventLog,
@@ -237,7 +274,9 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
               retry_failed: bool = False, wait: bool = True,
               analyze: bool = True, progress: bool = True,
               stale_seconds: float = 120.0, heartbeat_seconds: float = 10.0,
-              poll_seconds: float = 5.0, out: TextIO | None = None) -> SweepResult:
+              poll_seconds: float = 5.0, train: bool = True,
+              started_at: float | None = None,
+              out: TextIO | None = None) -> SweepResult:
   """Runs (or, with ``dry``, lists) an experiment's runs into ``workdir/name``.
 
   Args:
@@ -259,6 +298,10 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
     progress: show the FLOP progress bar.
     stale_seconds, heartbeat_seconds, poll_seconds: claim staleness, the
       owner's heartbeat period and the waiting poll period.
+    train: False trains nothing: only the tables, summary and analysis of
+      what is there (after a sweep's workers finished).
+    started_at: when the sweep command started (``time.time()``; default
+      now): the sweep's wall time, and so its throughput, counts from it.
     out: where the report goes (default sys.stdout).
 
   Returns:
@@ -280,6 +323,7 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
         "filesystem all workers share (run claims need atomic file creation)")
   plan = plan_lib.SweepPlan(experiment, plan_lib.select(experiment, only),
                             sweep_dir, retry_failed)
+  started_at = plan.t_start if started_at is None else started_at
   if dry:
     rows = plan_lib.dry_run(plan, out)
     return SweepResult(os.fspath(sweep_dir), rows, [], [], [], [], 0.0, 0.0,
@@ -292,18 +336,19 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
       os.fspath(workdir) if posix else where.root, ".jax_cache"))
   print(f"compile cache {cache}", file=out)
   log = progress_lib.EventLog(sweep_dir if lock_dir is None else where.root)
-  bar = progress_lib.FlopBar(experiment.name, sum(
-      p.flops for p in plan.runs if not plan.done(p)), progress)
   tally = _Tally()
-  try:
-    _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
-  finally:
-    bar.close()
-  return _finish(plan, where, tally, analyze, out)
+  if train:
+    bar = progress_lib.FlopBar(experiment.name, sum(
+        p.flops for p in plan.runs if not plan.done(p)), progress)
+    try:
+      _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
+    finally:
+      bar.close()
+  return _finish(plan, where, tally, analyze, started_at, out)
 
 
 def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
-            analyze: bool, out: TextIO) -> SweepResult:
+            analyze: bool, started_at: float, out: TextIO) -> SweepResult:
   """Writes the tables and the sweep summary, then runs the analysis.
 
   Only process 0 of a multi-host job writes them.
@@ -327,8 +372,16 @@ def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
     analysis_error = "no finished runs to analyse"
   else:
     analysis, analysis_error = _analyze(sweep_dir, where, experiment.analyze)
-  summary = tables.sweep_summary(rows, tally.trained,
-                                 time.time() - plan.t_start)
+  # The machine's peak, measured here with every CPU this command may use
+  # (a sweep's workers are pinned to a share of them).
+  peak_flops, peak_source = peak.peak_flops(
+      jax.devices(), experiment.runs[0].config.model.dtype)
+  summary = tables.sweep_summary(rows, _trained_since(plan, started_at),
+                                 time.time() - started_at, peak_flops)
+  summary["peak_source"] = peak_source
+  ledger = tables.flop_ledger(experiment.runs)
+  if ledger["branches"]:
+    summary["flop_ledger"] = ledger
   summary.update(
       experiment=experiment.name, unfinished=len(unfinished),
       trained_here=len(tally.trained), failed_here=len(tally.failed),
@@ -341,6 +394,18 @@ def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,
   return SweepResult(os.fspath(sweep_dir), rows, tally.trained, tally.skipped,
                      tally.failed, unfinished, tally.compile_seconds,
                      tally.train_seconds, analysis, analysis_error)
+
+
+def _trained_since(plan: plan_lib.SweepPlan, started_at: float) -> list[str]:
+  """Runs whose summary was written since ``started_at`` (by any worker)."""
+  names = []
+  for planned in plan.runs:
+    try:
+      if os.stat(os.fspath(planned.run_dir / "summary.json")).st_mtime >= started_at:
+        names.append(planned.name)
+    except FileNotFoundError:
+      pass
+  return names
 
 
 def _is_running(where: _Claims):
@@ -384,6 +449,8 @@ def _report(summary: dict[str, Any], sweep_dir, failed, out) -> None:
           f"{s['train_wall_seconds_all']:.1f} s run wall time "
           f"({100 * s['compile_fraction_all']:.1f}% compiling); sweep wall "
           f"{s['sweep_wall_seconds']:.1f} s", file=out)
+  if s.get("flop_ledger"):
+    print(tables.ledger_line(s["flop_ledger"]), file=out)
   for name in failed:
     print(f"failed: {name}", file=out)
   print(f"results: {sweep_dir / 'results.csv'}\ncurves:  {sweep_dir / 'curves.csv'}",

@@ -45,8 +45,10 @@ def _remote(p: argparse.ArgumentParser) -> None:
   p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                  help="environment variable for the launched processes (repeatable)")
   p.add_argument("--check", action="store_true",
-                 help="first compile the step here for the target device count "
-                      "(fake CPU devices), before anything is created or submitted")
+                 help="first compile the step here, before anything is created or "
+                      "submitted: for a TPU slice with XLA:TPU (needs libtpu: pip install "
+                      "-e '.[tpu]'), failing if it does not fit the HBM; else for the "
+                      "device count on fake CPU devices")
 
 
 def build_parser() -> argparse.ArgumentParser:

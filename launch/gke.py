@@ -116,7 +116,11 @@ def main(args, scaling_args: Sequence[str], out=None) -> int:
   steps = []
   if launch.check:
     validate(launch)
-    steps.append(plan.check_step(launch.scaling_args, launch.n_devices))
+    # One TPU slice compiles with XLA:TPU for its topology; multislice or GPU
+    # workloads on fake CPU devices.
+    topology = (tpu.check_topology(launch.tpu_type)
+                if launch.tpu_type and launch.num_slices == 1 else None)
+    steps.append(plan.check_step(launch.scaling_args, launch.n_devices, topology=topology))
   steps.append(plan.Step(f"submit workload {launch.name} to cluster {launch.cluster}",
                          tuple(build_command(launch))))
   if args.dry_run:

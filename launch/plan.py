@@ -152,9 +152,20 @@ def format_plan(title: str, steps: Sequence[Step]) -> str:
   return "\n".join(out) + "\n"
 
 
-def check_step(scaling_args: Sequence[str], n_devices: int, python: str = "python3") -> Step:
-  """The ahead-of-time check, run on this machine first: ``scaling check <args>`` with
-  ``n_devices`` fake CPU devices (the lead's ``check`` subcommand compiles the step)."""
+def check_step(scaling_args: Sequence[str], n_devices: int, python: str = "python3",
+               topology: str | None = None) -> Step:
+  """The ahead-of-time check, run on this machine first: ``scaling check <args>``.
+
+  With ``topology`` (a TPU slice: ``v5litepod-256``, ``v5e:16x16``) the step compiles
+  with XLA:TPU for that slice (``--topology``; needs libtpu, ``pip install -e '.[tpu]'``)
+  and the check fails (exit 2) if it does not fit the chips' HBM; without it, for
+  ``n_devices`` fake CPU devices (XLA:CPU's figures).
+  """
+  if topology is not None:
+    env = (("JAX_PLATFORMS", "cpu"), ("SCALING_DISTRIBUTED", "none"))
+    return Step(f"ahead-of-time check here: compile for {topology} with XLA:TPU (libtpu)",
+                tuple(python_command(["check", *scaling_args, "--topology", topology],
+                                     python)), env=env)
   env = (("JAX_PLATFORMS", "cpu"), ("SCALING_DISTRIBUTED", "none"),
          ("XLA_FLAGS", f"--xla_force_host_platform_device_count={n_devices}"))
   return Step(f"ahead-of-time check here: compile for {n_devices} devices (fake CPU devices)",

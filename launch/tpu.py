@@ -16,8 +16,10 @@ The plan (printed exactly by ``--dry-run``):
 Workers share no disk: give a ``gs://`` ``--workdir``. A local ``--workdir`` on a
 multi-host slice (:func:`tpu_multi_host`), or code the workers cannot clone (a
 repository path on this machine), is refused before anything is created
-(:func:`check_reachable`, exit status 2). The ``--check`` step compiles the step for
-the slice's chip count on this CPU first.
+(:func:`check_reachable`, exit status 2). The ``--check`` step first compiles the step
+on this CPU machine for the slice itself, with XLA:TPU (``scaling check --topology
+ACCELERATOR_TYPE``; libtpu: ``pip install -e '.[tpu]'``), and stops the launch before
+anything is created if the step does not fit the chips' HBM.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ def tpu_chips(accelerator_type: str) -> int:
         f"--accelerator-type {accelerator_type!r}: expected FAMILY-SIZE with FAMILY in "
         f"{', '.join(RUNTIME_VERSIONS)} (e.g. v5litepod-256, v4-32)")
   return int(size) // 2 if family in CORE_COUNTED else int(size)
+
+
+def check_topology(accelerator_type: str) -> str | None:
+  """``accelerator_type`` when ``scaling check --topology`` compiles for it (v4, v5e,
+  v5p, v6e slices of the Cloud TPU docs' sizes), else None: the check then compiles
+  for that many fake CPU devices (v2, v3). Imports ``scaling`` (not JAX) only when
+  called: dry runs without ``--check`` import neither."""
+  from scaling import topology as topology_lib  # pylint: disable=import-outside-toplevel
+  from scaling.config import ConfigError  # pylint: disable=import-outside-toplevel
+  try:
+    topology_lib.parse(accelerator_type)
+  except ConfigError:
+    return None
+  return accelerator_type
 
 
 def tpu_multi_host(accelerator_type: str) -> bool:
@@ -160,7 +176,8 @@ def build_plan(launch: TpuLaunch) -> list[plan.Step]:
   where = _where(launch)
   steps = []
   if launch.check:
-    steps.append(plan.check_step(launch.scaling_args, chips))
+    steps.append(plan.check_step(launch.scaling_args, chips,
+                                 topology=check_topology(launch.accelerator_type)))
   if launch.queued:
     qr = ("gcloud", "compute", "tpus", "queued-resources")
     state = (*qr, "describe", launch.name, *where, "--format=value(state.state)")

@@ -154,6 +154,42 @@ def forward_flops_per_token(model_cfg: Any, vocab_size: int,
   return float(m["n_layers"] * layer + logits)
 
 
+def nonembedding_flops_per_token(model_cfg: Any, vocab_size: int,
+                                 seq_len: int) -> float:
+  """DeepSeek LLM's M from our exact count: training FLOPs per token without
+  the vocabulary (embedding and logits), attention included.
+
+  DeepSeek-AI 2024 (arXiv 2401.02954) §3.1 Eq. (2) define the model scale M
+  as "non-embedding FLOPs/token", M = 72 n_layer d_model² + 12 n_layer
+  d_model l_seq, and the compute C = M·D. We take the same quantity from
+  the terms of :func:`forward_flops_per_token`:
+
+    M = 3 × (forward FLOPs per token − logits 2·d_model·V)
+      = 3 × n_layers × (QKV + out + MLP + scores/values + softmax),
+
+  training = 3 × forward as everywhere here. For a standard block
+  (multi-head attention, d_head = d_model / n_heads, a 2-matrix MLP with
+  d_ff = 4·d_model) the per-layer terms are 8d² + 16d² (QKV and out, MLP:
+  2 FLOPs per multiply-add of 12d² weights) + 4·S·d + 3·H·S, so
+  M = 72·n·d² + 12·n·d·S + 9·n·H·S: the paper's formula plus the softmax
+  term that Appendix F counts and DeepSeek's leaves out.
+
+  Args:
+    model_cfg: the ``config.model`` section.
+    vocab_size: V, the padded vocabulary.
+    seq_len: S.
+
+  Returns:
+    M in FLOPs per token (float).
+
+  Raises:
+    ConfigError: as :func:`forward_flops_per_token`.
+  """
+  d = _dims(model_cfg)["d_model"]
+  forward = forward_flops_per_token(model_cfg, vocab_size, seq_len)
+  return 3.0 * (forward - 2.0 * d * int(vocab_size))
+
+
 def tokens_per_step(config: Any) -> int:
   """Positions processed per optimizer step: batch_size * seq_len (global)."""
   return int(config.batch_size) * int(config.seq_len)

@@ -478,7 +478,8 @@ def resolve_config(config, platform: str | None = None):
   platform = jax.default_backend() if platform is None else platform
   out = ml_collections.ConfigDict(config.to_dict())
   m = out.model
-  m.attention = resolve(m.attention, platform, dtype=m.dtype,
+  m.attention = resolve(m.attention, platform,
+                        dtype=config_lib.compute_dtype(m.dtype, platform),
                         seq_len=out.seq_len, d_head=config_lib.d_head(m))
   return out
 

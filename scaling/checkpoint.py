@@ -1,4 +1,5 @@
-"""Checkpoints with orbax: save every N steps, keep the last K, resume from the
+"""Checkpoints with orbax: save every N steps, keep the last K (and any steps
+named to be kept, such as the branch points of a stable run), resume from the
 newest step that really restores.
 
 Each checkpoint holds the train state (params, optimizer state, step) and a
@@ -14,6 +15,8 @@ with a warning naming it, and the previous step is tried.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
 from etils import epath
@@ -31,6 +34,61 @@ def _param_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
+_ORBAX_DIR = epath.Path(ocp.__file__).parent.as_posix()
+
+
+def _from_abandoned_read(exc, tb) -> bool:
+  """Whether an unraisable error is the aftermath of an abandoned read: the
+  closed event loop, or a read coroutine of orbax closed by the collector."""
+  if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+    return True
+  while tb is not None:
+    if tb.tb_frame.f_code.co_filename.startswith(_ORBAX_DIR):
+      return True
+    tb = tb.tb_next
+  return False
+
+
+class _AbandonedRestoreFilter(logging.Filter):
+  """Drops asyncio's "Task/Future exception was never retrieved" for the
+  abandoned tensorstore reads of orbax (see :func:`_quiet_abandoned_reads`)."""
+
+  def filter(self, record):
+    msg = record.getMessage()
+    if not msg.startswith(("Task exception was never retrieved",
+                           "Future exception was never retrieved")):
+      return True
+    exc_info = record.exc_info or (None, None, None)
+    return not (_ORBAX_DIR in msg or "tensorstore_spec" in msg
+                or _from_abandoned_read(exc_info[1], exc_info[2]))
+
+
+def _quiet_abandoned_reads() -> None:
+  """Silences the aftermath of a restore that failed on one array.
+
+  When one array of a step fails to read, orbax stops waiting and closes its
+  event loop while tensorstore still completes the step's other reads. They
+  then report, each with a traceback on stderr and after the failure was
+  handled (the step is moved aside with one warning): ``RuntimeError('Event
+  loop is closed')`` and read coroutines closed by the garbage collector
+  (through ``sys.unraisablehook``), and "Task (or Future) exception was never
+  retrieved" (asyncio's log). Only those reports are dropped; every other
+  error still reaches the previous hook and the log.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_scaling_filter", False):
+    return
+
+  def hook(unraisable):
+    if not _from_abandoned_read(unraisable.exc_value,
+                                getattr(unraisable, "exc_traceback", None)):
+      previous(unraisable)
+
+  hook._scaling_filter = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_AbandonedRestoreFilter())
+
+
 class Checkpointer:
   """Thin wrapper over ``ocp.CheckpointManager`` for one run directory.
 
@@ -38,12 +96,21 @@ class Checkpointer:
     directory: ``<workdir>/checkpoints`` (local path or ``gs://``).
     keep: number of most recent checkpoints kept.
     async_save: save in a background thread (orbax async checkpointing).
+    keep_steps: steps kept whatever ``keep`` says (``checkpoint.at_steps``:
+      the points where WSD decay branches start).
   """
 
-  def __init__(self, directory, keep: int = 3, async_save: bool = True):
+  def __init__(self, directory, keep: int = 3, async_save: bool = True,
+               keep_steps=()):
     self.directory = epath.Path(directory)
+    policy = ocp.checkpoint_managers
+    preserve = policy.LatestN(n=keep)
+    if keep_steps:
+      preserve = policy.AnyPreservationPolicy([
+          preserve, policy.CustomSteps(steps=sorted(int(k) for k in keep_steps))])
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+        preservation_policy=preserve, enable_async_checkpointing=async_save,
+        create=True)
     self._manager = self._new_manager()
 
   def _new_manager(self):
@@ -137,6 +204,7 @@ class Checkpointer:
     Returns:
       (step, state, meta), or None when no step restores.
     """
+    _quiet_abandoned_reads()
     for step in reversed(self.steps()):
       if max_step is not None and step > max_step:
         continue

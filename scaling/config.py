@@ -62,13 +62,19 @@ def default_config() -> ml_collections.ConfigDict:
       positions="rope",  # rope | learned | sinusoidal
       rope_theta=10000.0,
       tie_embeddings=False,
-      dtype="float32",  # compute dtype: float32 | bfloat16
+      dtype="auto",  # compute dtype: auto (float32 on CPU, bfloat16 on TPU/GPU) | float32 | bfloat16
       param_dtype="float32",
       attention="auto",  # auto | reference | splash | dot_product (scaling.attention)
       remat=False,  # rematerialise each block in the backward pass
       remat_policy="full",  # with remat: full | dots_saveable (model.remat_policy)
       scan_layers=True,  # lax.scan over blocks: compile time flat in depth
       init_std=0.02,
+      # sp | mup | completep (scaling.parametrization): init scales, forward
+      # and optimizer multipliers relative to the base shape below.
+      parametrization="sp",
+      base_d_model=-1,  # mup, completep: the base model's d_model; -1: none
+      base_n_layers=-1,  # completep: the base model's n_layers; -1: none
+      zero_init="none",  # none | readout | readout_query (microsoft/mup)
   ))
   c.tokenizer = ml_collections.ConfigDict(dict(n_sentinels=128))
   c.data = ml_collections.ConfigDict(dict(
@@ -104,6 +110,7 @@ def default_config() -> ml_collections.ConfigDict:
       warmup_fraction=0.05,
       min_lr_ratio=0.1,
       decay_fraction=0.2,  # wsd: the last decay_fraction * steps decay
+      decay_shape="linear",  # wsd: linear | 1-sqrt | cosine
   ))
   c.train = ml_collections.ConfigDict(dict(
       steps=600,  # -1: derived from tokens
@@ -114,7 +121,9 @@ def default_config() -> ml_collections.ConfigDict:
   ))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.checkpoint = ml_collections.ConfigDict(dict(
-      every=100, keep=3, async_save=True))
+      every=100, keep=3, async_save=True,
+      at_steps=(),  # also saved, and kept beyond `keep` (branch points)
+  ))
   c.eval = ml_collections.ConfigDict(dict(
       every=100, batches=16, batch_size=16, continuation=True,
       # fine-tuning: validation examples decoded per eval (tagging and
@@ -329,6 +338,20 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 def d_head(model_cfg) -> int:
   """Per-head width: ``model.d_head``, or ``d_model // n_heads`` when -1."""
   return model_cfg.d_head if model_cfg.d_head > 0 else model_cfg.d_model // model_cfg.n_heads
+
+
+def compute_dtype(dtype: str, platform: str) -> str:
+  """``model.dtype`` resolved for ``platform`` ("cpu", "tpu", "gpu").
+
+  ``auto`` is float32 on CPU (what every run computed before the choice
+  existed, and XLA:CPU's fast path) and bfloat16 on TPU and GPU (the native
+  input dtype of their matrix units; parameters and the optimizer state stay
+  in ``model.param_dtype``). ``float32`` and ``bfloat16`` are returned as
+  they are.
+  """
+  if dtype != "auto":
+    return dtype
+  return "bfloat16" if platform in ("tpu", "gpu") else "float32"
 
 
 def vocab_size(config) -> int:

@@ -22,10 +22,12 @@ import hashlib
 import json
 from typing import Any
 
+import jax
 import ml_collections
 
 from scaling import accounting
 from scaling import attention
+from scaling import config as config_lib
 
 V1_FIELDS: dict[str, tuple[str, ...]] = {
     "model": ("d_model", "n_layers", "n_heads", "n_kv_heads", "d_head", "d_ff",
@@ -66,6 +68,13 @@ INTRODUCED: dict[str, Any] = {
     "finetune.task_hash": "",
     "finetune.source_identity": "",
     "finetune.source_step": -1,
+    "schedule.decay_shape": "linear",  # WSD decayed linearly before
+    # The standard parametrisation (scaling.parametrization), with no base
+    # shape and SP's random init of the readout and query.
+    "model.parametrization": "sp",
+    "model.base_d_model": -1,
+    "model.base_n_layers": -1,
+    "model.zero_init": "none",
 }
 
 
@@ -76,16 +85,27 @@ class UnregisteredField(KeyError):
 def resolved(config: ml_collections.ConfigDict,
              platform: str | None = None) -> ml_collections.ConfigDict:
   """A copy of ``config`` with its platform-decided (``auto``) values fixed
-  and fields that have no effect set to their introduced value.
+  (``model.attention``, ``model.dtype``: on CPU, ``auto`` is float32, the
+  value hashed before the choice existed) and fields that have no effect set
+  to their introduced value.
 
   Args:
     config: a run config.
     platform: ``"cpu"``, ``"gpu"`` or ``"tpu"`` (default: JAX's default
       backend).
   """
+  platform = jax.default_backend() if platform is None else platform
   out = attention.resolve_config(config, platform)
+  out.model.dtype = config_lib.compute_dtype(out.model.dtype, platform)
   if not out.model.remat:  # the policy of a rematerialisation that is off
     out.model.remat_policy = INTRODUCED["model.remat_policy"]
+  # Base shapes a parametrisation does not read.
+  m = out.model
+  if "parametrization" in m:
+    if m.parametrization == "sp":
+      m.base_d_model = INTRODUCED["model.base_d_model"]
+    if m.parametrization != "completep":
+      m.base_n_layers = INTRODUCED["model.base_n_layers"]
   return out
 
 

@@ -27,10 +27,19 @@ allows, with slot numbers in place of row positions: ``allow(q, k) =
 seg[q] == seg[k] != 0 and (slot_k <= slot_q or prefix[k])``. One sequence per
 row (segment 1, left padding with segment 0), positions per token, so RoPE,
 learned and sinusoidal positions are those of full recomputation.
+
+``model.parametrization`` (:mod:`scaling.parametrization`: SP, μP,
+CompleteP) sets every init std, the attention scale, the residual-branch and
+logit multipliers; :func:`build` derives it from the run's and the base
+model's parameter shapes (:func:`param_shapes`). Activations a coordinate
+check reads are sown into the ``intermediates`` collection (``embed``,
+``attn_out``, ``mlp_hidden``, ``mlp_out``, ``residual``, ``logits``); they
+cost nothing unless ``apply`` is asked for that collection.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -41,12 +50,20 @@ import ml_collections
 
 from scaling import attention as attention_lib
 from scaling import config as config_lib
+from scaling import parametrization as param_lib
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def compute_dtype(cfg):
+  """The jnp compute dtype of ``cfg.dtype`` (``config.model``) for the
+  platform being traced for (``auto``: ``scaling.config.compute_dtype``)."""
+  return _DTYPES[config_lib.compute_dtype(cfg.dtype,
+                                          attention_lib.target_platform())]
+
+
 def _dense_init(std):
-  return nn.initializers.normal(stddev=std)
+  return nn.initializers.zeros if std == 0 else nn.initializers.normal(stddev=std)
 
 
 def _param(module, name, shape, axes, std, dtype):
@@ -72,6 +89,11 @@ def _matmul(x, w, dtype):
 
 def _constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
+
+
+def _scaled(x, multiplier: float):
+  """``x * multiplier``, left out of the program when it is exactly 1."""
+  return x if multiplier == 1.0 else x * multiplier
 
 
 class Norm(nn.Module):
@@ -137,7 +159,8 @@ class KVCache(NamedTuple):
   segment id (0: empty or padding, never attended) and prefix flag.
 
   Attributes:
-    k_NxBxSxKxDh, v_NxBxSxKxDh: per-layer keys and values (compute dtype).
+    k_NxBxSxKxDh, v_NxBxSxKxDh: per-layer keys and values (the compute
+      dtype, :func:`compute_dtype`).
     segment_ids_BxS: int32.
     prefix_mask_BxS: bool.
     index: int32 scalar, the next slot to write.
@@ -158,7 +181,7 @@ def empty_cache(cfg, batch: int, slots: int) -> KVCache:
     slots: S, the most tokens (prompt and generated) a row will hold.
   """
   shape = (cfg.n_layers, batch, slots, cfg.n_kv_heads, config_lib.d_head(cfg))
-  dtype = _DTYPES[cfg.dtype]
+  dtype = compute_dtype(cfg)
   return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
                  jnp.zeros((batch, slots), jnp.int32),
                  jnp.zeros((batch, slots), bool), jnp.zeros((), jnp.int32))
@@ -194,6 +217,7 @@ class Attention(nn.Module):
   """
 
   cfg: Any
+  par: param_lib.Parametrization
 
   @nn.compact
   def __call__(self, x_BxLxD, positions_BxL, masks, layer_kv=None):
@@ -201,14 +225,17 @@ class Attention(nn.Module):
     returns [B, L, D]. Decoding: ``masks`` = (allowed [B, 1, T, S], write
     index), ``layer_kv`` this layer's cached (keys, values) [B, S, K, Dh];
     returns ([B, T, D], updated (keys, values))."""
-    c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    c, p = self.cfg, self.par
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     d, h, k, dh = c.d_model, c.n_heads, c.n_kv_heads, config_lib.d_head(c)
-    std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
-    wq = _param(self, "q", (d, h, dh), ("embed", "heads", "kv"), std, pdtype)
-    wk = _param(self, "k", (d, k, dh), ("embed", "kv_heads", "kv"), std, pdtype)
-    wv = _param(self, "v", (d, k, dh), ("embed", "kv_heads", "kv"), std, pdtype)
-    wo = _param(self, "o", (h, dh, d), ("heads", "kv", "embed"), out_std, pdtype)
+    wq = _param(self, "q", (d, h, dh), ("embed", "heads", "kv"),
+                p.init_std("attn/q"), pdtype)
+    wk = _param(self, "k", (d, k, dh), ("embed", "kv_heads", "kv"),
+                p.init_std("attn/k"), pdtype)
+    wv = _param(self, "v", (d, k, dh), ("embed", "kv_heads", "kv"),
+                p.init_std("attn/v"), pdtype)
+    wo = _param(self, "o", (h, dh, d), ("heads", "kv", "embed"),
+                p.init_std("attn/o"), pdtype)
     x = x_BxLxD.astype(dtype)
     q_BxLxHxDh = _matmul(x, wq, dtype)
     k_BxLxKxDh = _matmul(x, wk, dtype)
@@ -226,12 +253,12 @@ class Attention(nn.Module):
           layer_kv[1], v_BxLxKxDh.astype(layer_kv[1].dtype), start)
       out_BxLxHxDh = attention_lib.attend_cached(
           q_BxLxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_Bx1xTxS,
-          scale=dh ** -0.5, implementation=c.attention)
+          scale=p.attention_scale, implementation=c.attention)
       out_BxLxHxDh = _constrain(out_BxLxHxDh, ("batch", "length", "heads", "kv"))
       return _matmul(out_BxLxHxDh, wo, dtype), (k_BxSxKxDh, v_BxSxKxDh)
     out_BxLxHxDh = attention_lib.attend(
         q_BxLxHxDh, k_BxLxKxDh, v_BxLxKxDh, masks.segment_ids_BxL,
-        masks.prefix_mask_BxL, scale=dh ** -0.5, implementation=c.attention,
+        masks.prefix_mask_BxL, scale=p.attention_scale, implementation=c.attention,
         mask_Bx1xLxL=masks.allowed_Bx1xLxL)
     out_BxLxHxDh = _constrain(out_BxLxHxDh, ("batch", "length", "heads", "kv"))
     return _matmul(out_BxLxHxDh, wo, dtype)
@@ -241,24 +268,28 @@ class Mlp(nn.Module):
   """Feed-forward block: gelu/relu (2 matrices) or SwiGLU (Shazeer 2020, 3 matrices)."""
 
   cfg: Any
+  par: param_lib.Parametrization
 
   @nn.compact
   def __call__(self, x_BxLxD):
-    c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
-    std, out_std = c.init_std, c.init_std / math.sqrt(2 * c.n_layers)
+    c, p = self.cfg, self.par
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     x = x_BxLxD.astype(dtype)
-    w_in = _param(self, "wi", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
-    w_out = _param(self, "wo", (c.d_ff, c.d_model), ("mlp", "embed"), out_std, pdtype)
+    w_in = _param(self, "wi", (c.d_model, c.d_ff), ("embed", "mlp"),
+                  p.init_std("mlp/wi"), pdtype)
+    w_out = _param(self, "wo", (c.d_ff, c.d_model), ("mlp", "embed"),
+                   p.init_std("mlp/wo"), pdtype)
     h_BxLxF = _matmul(x, w_in, dtype)
     if c.mlp == "swiglu":
-      w_gate = _param(self, "wg", (c.d_model, c.d_ff), ("embed", "mlp"), std, pdtype)
+      w_gate = _param(self, "wg", (c.d_model, c.d_ff), ("embed", "mlp"),
+                      p.init_std("mlp/wg"), pdtype)
       h_BxLxF = jax.nn.silu(_matmul(x, w_gate, dtype)) * h_BxLxF
     elif c.mlp == "gelu":
       h_BxLxF = jax.nn.gelu(h_BxLxF)
     else:
       h_BxLxF = jax.nn.relu(h_BxLxF)
     h_BxLxF = _constrain(h_BxLxF, ("batch", "length", "mlp"))
+    self.sow("intermediates", "mlp_hidden", h_BxLxF)
     return _matmul(h_BxLxF, w_out, dtype)
 
 
@@ -287,22 +318,31 @@ def remat_policy(name: str):
 
 
 class Block(nn.Module):
-  """Pre-norm Transformer block; signature fits ``nn.scan`` (carry, broadcast)."""
+  """Pre-norm Transformer block; signature fits ``nn.scan`` (carry, broadcast).
+
+  ``x += r·Attn(Norm(x)); x += r·MLP(Norm(x))`` with r the parametrisation's
+  residual multiplier (CompleteP's m_L^(−α); 1 otherwise).
+  """
 
   cfg: Any
+  par: param_lib.Parametrization
 
   @nn.compact
   def __call__(self, x_BxLxD, positions_BxL, masks, layer_kv=None):
-    c = self.cfg
+    c, p = self.cfg, self.par
     pdtype = _DTYPES[c.param_dtype]
-    out = Attention(c, name="attn")(
+    attn = Attention(c, p, name="attn")(
         Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL, masks,
         layer_kv)
     if layer_kv is not None:
-      out, layer_kv = out
-    x = x_BxLxD + out
-    x = x + Mlp(c, name="mlp")(Norm(c.norm, pdtype, name="mlp_norm")(x))
+      attn, layer_kv = attn
+    self.sow("intermediates", "attn_out", attn)
+    x = x_BxLxD + _scaled(attn, p.residual_mult)
+    mlp = Mlp(c, p, name="mlp")(Norm(c.norm, pdtype, name="mlp_norm")(x))
+    self.sow("intermediates", "mlp_out", mlp)
+    x = x + _scaled(mlp, p.residual_mult)
     x = _constrain(x, ("batch", "length", "embed"))
+    self.sow("intermediates", "residual", x)
     return x, layer_kv
 
 
@@ -311,35 +351,37 @@ class Transformer(nn.Module):
 
   ``__call__(inputs_BxL, segment_ids_BxL, positions_BxL, prefix_mask_BxL)``
   returns float32 logits [B, L, V]. ``seq_len`` sizes the learned position
-  table. With ``cache=`` a :class:`KVCache` the arrays are the T new tokens
-  [B, T] and it returns ``(logits [B, T, V], the cache with them written)``
-  (module docstring).
+  table. ``par`` is the parametrisation (:func:`build` derives it; None
+  means SP for ``cfg``). With ``cache=`` a :class:`KVCache` the arrays are
+  the T new tokens [B, T] and it returns ``(logits [B, T, V], the cache with
+  them written)`` (module docstring).
   """
 
   cfg: Any
   vocab_size: int
   seq_len: int
+  par: param_lib.Parametrization | None = None
 
   @nn.compact
   def __call__(self, inputs_BxL, segment_ids_BxL, positions_BxL,
                prefix_mask_BxL=None, cache: KVCache | None = None):
     c = self.cfg
-    dtype, pdtype = _DTYPES[c.dtype], _DTYPES[c.param_dtype]
+    p = self.par if self.par is not None else param_lib.standard(c)
+    dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     if prefix_mask_BxL is None:
       prefix_mask_BxL = jnp.zeros(inputs_BxL.shape, bool)
-    # Untied: unit-variance inputs to the first norm; tied: small, since the
-    # same table also produces the logits.
-    embed_std = c.init_std if c.tie_embeddings else 1.0
     embedding = _param(self, "embedding", (self.vocab_size, c.d_model),
-                       ("vocab", "embed"), embed_std, pdtype)
+                       ("vocab", "embed"), p.init_std("embedding"), pdtype)
     x = jnp.take(embedding, inputs_BxL, axis=0).astype(dtype)
     if c.positions == "learned":
       pos_table = _param(self, "pos_embedding", (self.seq_len, c.d_model),
-                         ("length", "embed"), c.init_std, pdtype)
+                         ("length", "embed"), p.init_std("pos_embedding"),
+                         pdtype)
       x = x + jnp.take(pos_table, positions_BxL, axis=0).astype(dtype)
     elif c.positions == "sinusoidal":
       x = x + sinusoidal(positions_BxL, c.d_model).astype(dtype)
     x = _constrain(x, ("batch", "length", "embed"))
+    self.sow("intermediates", "embed", x)
     if cache is None:
       mask, kv = attention_mask(segment_ids_BxL, prefix_mask_BxL), None
     else:
@@ -356,16 +398,17 @@ class Transformer(nn.Module):
       # The cache's layer axis is scanned with the blocks' parameters.
       in_axes = (nn.broadcast, nn.broadcast) + ((0,) if kv is not None else ())
       x, kv = nn.scan(
-          block, variable_axes={"params": 0}, split_rngs={"params": True},
+          block, variable_axes={"params": 0, "intermediates": 0},
+          split_rngs={"params": True},
           in_axes=in_axes, length=c.n_layers,
-          metadata_params={nn.PARTITION_NAME: "layers"})(c, name="blocks")(
+          metadata_params={nn.PARTITION_NAME: "layers"})(c, p, name="blocks")(
               x, positions_BxL, mask, *(() if kv is None else (kv,)))
     else:
       layers = []
       for i in range(c.n_layers):
         layer_kv = None if kv is None else (kv[0][i], kv[1][i])
-        x, layer_kv = block(c, name=f"block_{i}")(x, positions_BxL, mask,
-                                                  layer_kv)
+        x, layer_kv = block(c, p, name=f"block_{i}")(x, positions_BxL, mask,
+                                                     layer_kv)
         layers.append(layer_kv)
       if kv is not None:
         kv = tuple(jnp.stack([layer[j] for layer in layers]) for j in (0, 1))
@@ -374,10 +417,12 @@ class Transformer(nn.Module):
       w_DxV = embedding.T
     else:
       w_DxV = _param(self, "unembedding", (c.d_model, self.vocab_size),
-                     ("embed", "vocab"), 1.0 / math.sqrt(c.d_model), pdtype)
+                     ("embed", "vocab"), p.init_std("unembedding"), pdtype)
     b, length, d = x.shape
     logits = jnp.dot(x.reshape(b * length, d).astype(dtype), w_DxV.astype(dtype),
                      preferred_element_type=jnp.float32).reshape(b, length, -1)
+    logits = _scaled(logits, p.logit_mult)
+    self.sow("intermediates", "logits", logits)
     logits = _constrain(logits, ("batch", "length", "vocab"))
     if cache is None:
       return logits
@@ -398,7 +443,36 @@ def init_params(model: Transformer, seed: int):
   return variables["params"]
 
 
+def param_shapes(model_cfg, vocab_size: int, seq_len: int) -> dict:
+  """``{parameter key: shape}`` of a model section, from shapes alone.
+
+  Keys as :func:`scaling.parametrization.key_of` (``attn/q``, ``embedding``,
+  ...); a scanned parameter's shape has its leading layers dim.
+  """
+  return dict(_param_shapes(ml_collections.FrozenConfigDict(model_cfg),
+                            vocab_size, seq_len))
+
+
+@functools.lru_cache(maxsize=64)
+def _param_shapes(cfg, vocab_size: int, seq_len: int):
+  model = Transformer(cfg, vocab_size, seq_len, param_lib.standard(cfg))
+  boxed = jax.eval_shape(lambda: init_params(model, 0))
+  shapes = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(
+      boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)):
+    shapes[param_lib.key_of(path)[0]] = tuple(nn.unbox(leaf).shape)
+  return tuple(shapes.items())
+
+
 def build(config) -> Transformer:
-  """The model for a run config (``config.model``, padded vocab, ``seq_len``)."""
-  return Transformer(ml_collections.FrozenConfigDict(config.model),
-                     config_lib.vocab_size(config), config.seq_len)
+  """The model for a run config (``config.model``, padded vocab, ``seq_len``)
+  with its parametrisation (:func:`scaling.parametrization.for_model`).
+
+  Raises:
+    ConfigError: a μP/CompleteP config without a whole base shape.
+  """
+  vocab = config_lib.vocab_size(config)
+  cfg = ml_collections.FrozenConfigDict(config.model)
+  par = param_lib.for_model(
+      cfg, lambda m: param_shapes(m, vocab, config.seq_len))
+  return Transformer(cfg, vocab, config.seq_len, par)

@@ -17,6 +17,12 @@ The peak is, per device:
 Every figure comes with a ``source`` string saying which of these it is;
 print it next to any MFU.
 
+The same table is the one home of the other chip figures: HBM capacity and
+bandwidth per device (``hbm_bytes``, ``hbm_bytes_per_sec``, with their
+``memory_source``), which ``scaling check --topology`` compares a compiled
+step against (fit, roofline: :mod:`scaling.roofline`). GPU memory figures are
+not in it yet (that check compiles for TPU only).
+
 float32 on accelerators: at JAX's default matmul precision float32 dots run as
 one bfloat16 pass on TPU and as TF32 on NVIDIA tensor cores (Ampere and
 later), so the float32 peak of the table is the bfloat16 peak on TPU and the
@@ -41,29 +47,46 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
+from scaling import metrics
+
 _DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
 class Datasheet:
-  """Dense peak FLOP/s of ONE jax device (chip, or TensorCore on TPU v2/v3).
+  """Dense peak FLOP/s and memory of ONE jax device (chip, or TensorCore on
+  TPU v2/v3).
 
   Attributes:
     name: the accelerator's marketing name.
     bfloat16: bf16 matmul peak, FLOP/s, dense.
     float32: float32 matmul peak at JAX's default precision, FLOP/s (TF32
       tensor cores on NVIDIA, bf16 passes on TPU; see the module docstring).
-    source: where the figures come from.
+    source: where the FLOP/s figures come from.
+    hbm_bytes: HBM capacity, bytes (None: not in the table).
+    hbm_bytes_per_sec: HBM bandwidth, bytes/s (None: not in the table).
+    memory_source: where the two memory figures come from.
   """
 
   name: str
   bfloat16: float
   float32: float
   source: str
+  hbm_bytes: float | None = None
+  hbm_bytes_per_sec: float | None = None
+  memory_source: str = ""
 
 
 _TPU_DOCS = "cloud.google.com/tpu/docs/system-architecture-tpu-vm"
 _NV = "NVIDIA datasheet, dense = half the 'with sparsity' figure"
+_GiB = 2**30
+# Cloud TPU's per-generation pages (cloud.google.com/tpu/docs/v4, /v5e,
+# /v5p, /v6e, /v3), table "HBM capacity and bandwidth". Capacity: the
+# printed figure read as GiB (HBM stacks are binary-sized; v4 and v3 print
+# "GiB", the others "GB"; XLA:TPU's own limits agree: it reports 15.75 GiB
+# available on v5e, 30.75 on v4, 31.25 on v6e and 95.74 on v5p after the
+# runtime's reserve). Bandwidth: GB/s as printed, 1e9 bytes/s.
+_HBM = "cloud.google.com/tpu/docs/{}: HBM capacity and bandwidth {}"
 
 # (device_kind pattern, figures); first match wins (case-insensitive search).
 DATASHEETS: tuple[tuple[str, Datasheet], ...] = (
@@ -71,13 +94,23 @@ DATASHEETS: tuple[tuple[str, Datasheet], ...] = (
     (r"^TPU v2$", Datasheet("TPU v2 (per core)", 22.5e12, 22.5e12,
                             f"{_TPU_DOCS}: 45 TFLOP/s per chip, 2 cores")),
     (r"^TPU v3$", Datasheet("TPU v3 (per core)", 61.5e12, 61.5e12,
-                            f"{_TPU_DOCS}: 123 TFLOP/s per chip, 2 cores")),
+                            f"{_TPU_DOCS}: 123 TFLOP/s per chip, 2 cores",
+                            16 * _GiB, 450e9,
+                            _HBM.format("v3", "32 GiB, 900 GBps per chip, "
+                                        "halved per core"))),
     # From v4 on (megacore / single core) one jax device is one chip.
-    (r"^TPU v4$", Datasheet("TPU v4", 275e12, 275e12, _TPU_DOCS)),
-    (r"^TPU v5( lite|e)$", Datasheet("TPU v5e", 197e12, 197e12, _TPU_DOCS)),
-    (r"^TPU v5p?$", Datasheet("TPU v5p", 459e12, 459e12, _TPU_DOCS)),
+    (r"^TPU v4$", Datasheet("TPU v4", 275e12, 275e12, _TPU_DOCS,
+                            32 * _GiB, 1200e9,
+                            _HBM.format("v4", "32 GiB, 1200 GBps"))),
+    (r"^TPU v5( lite|e)$", Datasheet("TPU v5e", 197e12, 197e12, _TPU_DOCS,
+                                     16 * _GiB, 819e9,
+                                     _HBM.format("v5e", "16 GB, 819 GBps"))),
+    (r"^TPU v5p?$", Datasheet("TPU v5p", 459e12, 459e12, _TPU_DOCS,
+                              95 * _GiB, 2765e9,
+                              _HBM.format("v5p", "95 GB, 2765 GBps"))),
     (r"^TPU v6( lite|e)$", Datasheet("TPU v6e (Trillium)", 918e12, 918e12,
-                                     _TPU_DOCS)),
+                                     _TPU_DOCS, 32 * _GiB, 1638e9,
+                                     _HBM.format("v6e", "32 GB, 1638 GBps"))),
     # NVIDIA: bf16 and TF32 tensor-core peaks, dense.
     (r"A100", Datasheet("NVIDIA A100", 312e12, 156e12,
                         "NVIDIA A100 datasheet (dense)")),
@@ -199,16 +232,6 @@ _MEASURED: dict[str, dict[str, Any]] = {}  # this process's measurements
 QUICK_SECONDS = 0.4  # timed calls of a re-measurement at the cached size
 
 
-def _age(seconds: float) -> str:
-  if seconds < 90:
-    return f"{seconds:.0f} s"
-  if seconds < 5400:
-    return f"{seconds / 60:.0f} min"
-  if seconds < 2 * 86400:
-    return f"{seconds / 3600:.1f} h"
-  return f"{seconds / 86400:.0f} days"
-
-
 def _read_table(path: pathlib.Path) -> dict:
   try:
     table = json.loads(path.read_text(encoding="utf-8"))
@@ -321,7 +344,7 @@ def peak_flops(devices: Sequence[Any] | None, dtype: Any, *,
     notes += f", scaled by {n_dev}/{len(local)} devices"
   when = best.get("measured_at")
   if isinstance(when, (int, float)):
-    age = (f"measured {_age(max(0.0, time.time() - when))} ago "
+    age = (f"measured {metrics.duration(max(0.0, time.time() - when))} ago "
            f"({time.strftime('%Y-%m-%d %H:%M', time.localtime(when))})")
   else:
     age = f"measured {when or 'at an unknown time'}"

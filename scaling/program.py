@@ -30,6 +30,7 @@ from scaling import accounting
 from scaling import loss
 from scaling import model as model_lib
 from scaling import optim
+from scaling import parametrization
 from scaling import schedules
 from scaling import sharding
 from scaling import step as step_lib
@@ -69,13 +70,7 @@ class Program:
 
   def context(self) -> contextlib.ExitStack:
     """The mesh and logical-axis-rule context every trace runs under."""
-    stack = contextlib.ExitStack()
-    if isinstance(self.mesh, jax.sharding.AbstractMesh):
-      stack.enter_context(jax.sharding.use_abstract_mesh(self.mesh))
-    else:
-      stack.enter_context(jax.set_mesh(self.mesh))
-    stack.enter_context(sharding.rules_context())
-    return stack
+    return mesh_context(self.mesh)
 
   def lower(self, platform: str | None = None) -> jax.stages.Lowered:
     """The train step lowered for the abstract state, batch and hp.
@@ -99,9 +94,17 @@ class Program:
       return lowered.compile()
 
   def init_state(self) -> dict:
-    """A fresh train state, born in its shardings (``config.train.seed``)."""
+    """A fresh train state, born in its shardings (``config.train.seed``).
+
+    The init runs once, so XLA:CPU compiles it without optimisation passes
+    (``xla_backend_optimization_level`` 0): about half the compile time of
+    a small model's init, and the values do not depend on it run to run.
+    """
     with self.context():
-      return self._init()
+      lowered = self._init.lower()
+      platform = self.mesh.devices.flat[0].platform
+      options = {"xla_backend_optimization_level": 0} if platform == "cpu" else None
+      return lowered.compile(options)()
 
   def state_from_params(self, params) -> dict:
     """The train state of given parameters: a fresh optimizer state, step 0.
@@ -112,6 +115,20 @@ class Program:
     """
     with self.context():
       return self._from_params(params)
+
+
+def mesh_context(mesh) -> contextlib.ExitStack:
+  """Enters ``mesh`` (a ``Mesh`` or ``AbstractMesh``) and the logical-axis
+  rules: what :meth:`Program.context` and the shape traces of :func:`build`
+  run under, so that the platform compiled for (a TPU topology on a CPU
+  host) is the one every trace sees."""
+  stack = contextlib.ExitStack()
+  if isinstance(mesh, jax.sharding.AbstractMesh):
+    stack.enter_context(jax.sharding.use_abstract_mesh(mesh))
+  else:
+    stack.enter_context(jax.set_mesh(mesh))
+  stack.enter_context(sharding.rules_context())
+  return stack
 
 
 def fingerprint(lowered: jax.stages.Lowered) -> str:
@@ -128,7 +145,7 @@ def abstract_batch(batch_size: int, seq_len: int, batch_sharding) -> dict:
 
 def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   """(init_fn, from_params_fn, state_shardings) from shapes alone."""
-  with sharding.rules_context():
+  with mesh_context(mesh):
     boxed = jax.eval_shape(lambda: model_lib.init_params(model, seed))
   param_shardings = sharding.logical_shardings(mesh, boxed)
   params_shape = jax.tree.map(
@@ -137,8 +154,9 @@ def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   # The optimizer state's structure does not depend on hyperparameter values:
   # any placeholder builds it.
   placeholder = {k: 1.0 for k in optim.HP_KEYS}
-  tx = optim.optimizer(placeholder, 0.0,
-                       optim.decay_mask(params_shape, decay_embeddings))
+  tx = optim.optimizer(
+      placeholder, 0.0, optim.decay_mask(params_shape, decay_embeddings),
+      parametrization.optimizer_multipliers(model.par, params_shape))
   opt_shape = jax.eval_shape(tx.init, params_shape)
   opt_shardings = optax.tree_map_params(
       tx, lambda _, s: s, opt_shape, param_shardings,
@@ -175,6 +193,7 @@ def build(config, mesh) -> Program:
   with sharding.rules_context():
     init_fn, from_params, shardings = _state_layout(
         model, mesh, config.train.seed, decay_embeddings)
+  with mesh_context(mesh):
     shapes = jax.eval_shape(init_fn)
   abstract_state = jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
@@ -184,7 +203,8 @@ def build(config, mesh) -> Program:
   rep = sharding.replicated(mesh)
   train_step = jax.jit(
       step_lib.make_train_step(model, config.schedule.name,
-                               config.train.microbatches, decay_embeddings),
+                               config.train.microbatches, decay_embeddings,
+                               config.schedule.decay_shape),
       in_shardings=(shardings, batch_shardings, {k: rep for k in hp}),
       out_shardings=(shardings, None), donate_argnums=(0,))
   eval_step = jax.jit(

@@ -16,15 +16,24 @@ arXiv 2404.06395) and Hägele et al. 2024 (arXiv 2405.18392).
 
 WSD decay, precisely: K = floor(decay_fraction * T + 0.5) (round half up),
 clipped to [0, T - W]; updates s = T-K … T-1 decay with
-q = (s - (T-K) + 1) / K, lr = peak - (peak - min) * q, so the first decay
-update is already below peak and lr(T-1) = min; every earlier update after
-warmup is at peak. With K = T - W this is exactly the linear schedule; with
-K = 0 (decay_fraction = 0) the rate stays at peak (a stable run to branch
-decays from).
+q = (s - (T-K) + 1) / K and lr = peak - (peak - min) * f(q), where the
+decay shape f (``schedule.decay_shape``) is
+
+  linear:  f(q) = q
+  1-sqrt:  f(q) = sqrt(q)            lr = min + (peak - min) * (1 - sqrt(q)),
+                                     the "1-sqrt" cooldown of Hägele et al.
+                                     2024 (arXiv 2405.18392, §3)
+  cosine:  f(q) = (1 - cos(pi q)) / 2   a half-period cosine cooldown
+
+f(0) = 0 and f(1) = 1 for every shape, so the first decay update
+(s = T-K, q = 1/K) is already below peak, lr(T-1) = min, and every earlier
+update after warmup is at peak. With K = T - W and the linear shape this is
+exactly the linear schedule; with K = 0 (decay_fraction = 0) the rate stays
+at peak (a stable run to branch decays from). The shape is used only by wsd.
 
 Every numeric argument may be a traced value, so runs that differ only in
-them share one compiled train step; only the schedule name is static.
-Arithmetic is float32: step numbers are exact up to 2**24.
+them share one compiled train step; the schedule name and the decay shape
+are static. Arithmetic is float32: step numbers are exact up to 2**24.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ import jax.numpy as jnp
 from scaling.config import ConfigError
 
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
+DECAY_SHAPES = ("linear", "1-sqrt", "cosine")
 
 
 def learning_rate(step, *, schedule: str, peak_lr, warmup_steps, total_steps,
-                  min_lr_ratio, decay_fraction) -> jnp.ndarray:
+                  min_lr_ratio, decay_fraction,
+                  decay_shape: str = "linear") -> jnp.ndarray:
   """Learning rate of update ``step`` (formulas in the module docstring).
 
   Args:
@@ -51,17 +62,23 @@ def learning_rate(step, *, schedule: str, peak_lr, warmup_steps, total_steps,
     min_lr_ratio: min / peak (may be traced); unused by "constant".
     decay_fraction: WSD's decay length as a fraction of T (may be traced);
       used only by "wsd".
+    decay_shape: "linear" | "1-sqrt" | "cosine" (static): f(q) of the WSD
+      decay (module docstring); used only by "wsd".
 
   Returns:
     float32 array of the shape of ``step``. Steps past T-1 stay at the final
     value (p and q are clipped to [0, 1]).
 
   Raises:
-    ConfigError: (field ``schedule.name``) for an unknown schedule.
+    ConfigError: (field ``schedule.name``) for an unknown schedule,
+      (``schedule.decay_shape``) for an unknown decay shape.
   """
   if schedule not in SCHEDULES:
     raise ConfigError("schedule.name",
                       f"unknown schedule {schedule!r}; use one of {SCHEDULES}")
+  if decay_shape not in DECAY_SHAPES:
+    raise ConfigError("schedule.decay_shape", f"unknown decay shape "
+                      f"{decay_shape!r}; use one of {DECAY_SHAPES}")
   f32 = jnp.float32
   s = jnp.asarray(step, f32)
   peak = jnp.asarray(peak_lr, f32)
@@ -81,8 +98,17 @@ def learning_rate(step, *, schedule: str, peak_lr, warmup_steps, total_steps,
     k = jnp.floor(jnp.asarray(decay_fraction, f32) * t + 0.5)
     k = jnp.clip(k, 0.0, jnp.maximum(t - w, 0.0))
     q = jnp.clip((s - (t - k) + 1.0) / jnp.maximum(k, 1.0), 0.0, 1.0)
-    after = peak - (peak - lr_min) * q
+    after = peak - (peak - lr_min) * _decay_shape(q, decay_shape)
   return jnp.where(s < w, warm, after)
+
+
+def _decay_shape(q, shape: str):
+  """f(q) of the WSD decay: 0 at q = 0, 1 at q = 1 (module docstring)."""
+  if shape == "linear":
+    return q
+  if shape == "1-sqrt":
+    return jnp.sqrt(q)
+  return (1.0 - jnp.cos(jnp.pi * q)) / 2.0  # cosine
 
 
 def resolve_warmup(schedule_cfg: Any, total_steps: int) -> int:

@@ -2,7 +2,7 @@
 
 Train state is a dict ``{"params", "opt_state", "step"}``; ``hp`` is the dict
 of traced hyperparameters (:func:`scaling.optim.hyperparams`). The schedule
-kind and the microbatch count are static. :mod:`scaling.program` jits it with
+kind, the WSD decay shape and the microbatch count are static. :mod:`scaling.program` jits it with
 its shardings.
 """
 
@@ -15,18 +15,21 @@ import optax
 
 from scaling import loss
 from scaling import optim
+from scaling import parametrization
 from scaling import schedules
 from scaling.model import Transformer
 
 
 def make_train_step(model: Transformer, schedule: str, microbatches: int,
-                    decay_embeddings: bool):
+                    decay_embeddings: bool, decay_shape: str = "linear"):
   """Returns ``step(state, batch, hp) -> (state, metrics)`` (not yet jitted).
 
   The loss is the mean NLL over the global batch's loss-bearing tokens; with
   ``microbatches`` M the batch's rows are split M ways (row i in microbatch
   i mod M), gradients of the summed loss are accumulated and divided by the
   total loss-token count, so the update equals one big batch's.
+
+  ``schedule`` and ``decay_shape`` are static (``scaling.schedules``).
 
   Metrics: ``train_loss`` (nats per loss-bearing token), ``grad_norm``,
   ``lr``, ``loss_tokens`` and ``real_tokens`` (non-pad inputs).
@@ -65,8 +68,11 @@ def make_train_step(model: Transformer, schedule: str, microbatches: int,
     lr = schedules.learning_rate(
         state["step"], schedule=schedule, peak_lr=hp["peak_lr"],
         warmup_steps=hp["warmup_steps"], total_steps=hp["total_steps"],
-        min_lr_ratio=hp["min_lr_ratio"], decay_fraction=hp["decay_fraction"])
-    tx = optim.optimizer(hp, lr, optim.decay_mask(params, decay_embeddings))
+        min_lr_ratio=hp["min_lr_ratio"], decay_fraction=hp["decay_fraction"],
+        decay_shape=decay_shape)
+    tx = optim.optimizer(
+        hp, lr, optim.decay_mask(params, decay_embeddings),
+        parametrization.optimizer_multipliers(model.par, params))
     updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = dict(params=optax.apply_updates(params, updates),
                      opt_state=opt_state, step=state["step"] + 1)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from scaling import accounting
 from scaling import agree
 from scaling import checkpoint as ckpt_lib
+from scaling import config as config_lib
 from scaling import evaluation
 from scaling import identity as identity_lib
 from scaling import metrics as metrics_lib
@@ -114,7 +115,9 @@ def measure_peak(config) -> tuple[float, str]:
 
   Measured outside the run's mesh context (its own mesh).
   """
-  return peak_lib.peak_flops(jax.devices(), config.model.dtype)
+  return peak_lib.peak_flops(
+      jax.devices(), config_lib.compute_dtype(config.model.dtype,
+                                              jax.default_backend()))
 
 
 def _prepare(config, workdir, init_from: str | None) -> Setup:
@@ -162,7 +165,10 @@ def train(config, workdir, init_from: str | None = None) -> dict:
     workdir: the run directory (local path or ``gs://``); resumed when it
       holds a checkpoint.
     init_from: ``RUN_DIR@STEP`` to start from another run's checkpoint (its
-      params, optimizer state, step, ``tokens`` and ``flops``).
+      params, optimizer state, step, ``tokens`` and ``flops``); the new
+      ``metrics.jsonl`` begins with that run's records up to STEP
+      (``metrics.branch_history``), so a WSD decay branch holds the whole
+      curve of the run it stands for.
 
   Returns:
     The summary dict (also ``summary.json``) with ``status`` "finished" or
@@ -210,10 +216,13 @@ def _remove_if_only_claim(workdir: epath.Path) -> None:
 
 
 def _restore(setup: Setup, ckpt: ckpt_lib.Checkpointer):
-  """(start step, state, counters): resumed, initialised from, or fresh."""
+  """(start step, state, counters, history): resumed, initialised from, or
+  fresh; ``history`` is the ``--init-from`` source's metrics records up to
+  its step (``metrics.branch_history``), None otherwise."""
   program = setup.program
   counters = dict(tokens=0, flops=0, loss_tokens=0)
   restored = ckpt.restore_latest(program.abstract_state)
+  history = None
   if restored is not None:
     start, state, meta = restored
     print(f"Resuming {setup.workdir} from step {start}.", flush=True)
@@ -225,15 +234,18 @@ def _restore(setup: Setup, ckpt: ckpt_lib.Checkpointer):
         params = src.restore_params(start, program.abstract_state["params"])
         print(f"Initialised the parameters from {src_dir} step {start} "
               "(fresh optimizer state, step 0).", flush=True)
-        return 0, program.state_from_params(params), counters
+        return 0, program.state_from_params(params), counters, None
       state, meta = src.restore(start, program.abstract_state)
     finally:
       src.close()
+    history = metrics_lib.branch_history(
+        metrics_lib.read_jsonl(src_dir / "metrics.jsonl"), start,
+        setup.config.train.log_every, setup.config.eval.every)
     print(f"Initialised from {src_dir} step {start}.", flush=True)
   else:
-    return 0, program.init_state(), counters
+    return 0, program.init_state(), counters, None
   counters.update({k: int(meta[k]) for k in counters})
-  return start, state, counters
+  return start, state, counters, history
 
 
 def _check_init_from(setup: Setup) -> None:
@@ -266,10 +278,12 @@ def _run(setup: Setup) -> dict:
   counts = accounting.param_counts(config.model, program.model.vocab_size,
                                    config.seq_len)
   ckpt = ckpt_lib.Checkpointer(workdir / "checkpoints", config.checkpoint.keep,
-                               config.checkpoint.async_save)
+                               config.checkpoint.async_save,
+                               keep_steps=config.checkpoint.at_steps)
+  keep_steps = set(config.checkpoint.at_steps)
   mesh = program.mesh
   with program.context():
-    start, state, counters = _restore(setup, ckpt)
+    start, state, counters, history = _restore(setup, ckpt)
     shard_index, shard_count = sharding.process_shard(mesh)
     data = setup.make_data(shard_index, shard_count)
     rows = config.batch_size // shard_count
@@ -282,7 +296,7 @@ def _run(setup: Setup) -> dict:
     compiled = lowered.compile()
     compile_seconds = time.time() - t_compile
 
-    log = metrics_lib.MetricsLog(workdir, start)
+    log = metrics_lib.MetricsLog(workdir, start, history)
     if is_main:
       print(f"mfu is measured against {setup.peak / 1e9:,.1f} GFLOP/s: "
             f"{setup.peak_source}", flush=True)
@@ -339,7 +353,8 @@ def _run(setup: Setup) -> dict:
             t_last, steps_since = time.time(), 0
           if record is not None:
             log.write(record)
-          if step % config.checkpoint.every == 0 or is_last:
+          if (step % config.checkpoint.every == 0 or is_last
+              or step in keep_steps):
             ckpt.save(step, state, counters, force=True)
           if not is_last and stop.agreed():
             ckpt.save(step, state, counters, force=True)

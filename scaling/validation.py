@@ -14,6 +14,7 @@ import math
 from scaling import accounting
 from scaling import attention
 from scaling import objectives
+from scaling import parametrization
 from scaling import schedules
 from scaling import sharding
 from scaling.config import ConfigError
@@ -27,13 +28,16 @@ _CHOICES = {
     "model.mlp": ("gelu", "relu", "swiglu"),
     "model.norm": ("rmsnorm", "layernorm"),
     "model.positions": ("rope", "learned", "sinusoidal"),
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": ("auto", "float32", "bfloat16"),
     "model.param_dtype": ("float32", "bfloat16"),
     "model.attention": attention.IMPLEMENTATIONS,
     "model.remat_policy": ("full", "dots_saveable"),
+    "model.parametrization": parametrization.PARAMETRIZATIONS,
+    "model.zero_init": parametrization.ZERO_INIT,
     "optimizer.name": ("adamw",),
     "schedule.name": schedules.SCHEDULES,
     "finetune.attention": ("prefix", "causal"),
+    "schedule.decay_shape": schedules.DECAY_SHAPES,
 }
 _POSITIVE = ("batch_size", "seq_len", "model.d_model", "model.n_layers",
              "model.n_heads", "model.n_kv_heads", "model.d_ff",
@@ -76,6 +80,23 @@ def _check_model(m) -> None:
         f"n_kv_heads={m.n_kv_heads}; pick a divisor of n_heads.")
   if m.positions == "rope" and d_head(m) % 2:
     raise ConfigError("model.d_head", f"rope needs an even d_head, got {d_head(m)}.")
+  _check_parametrization(m)
+
+
+def _check_parametrization(m) -> None:
+  if m.zero_init != "none" and m.tie_embeddings:
+    raise ConfigError(
+        "model.zero_init", f"'{m.zero_init}' zeroes the readout, which "
+        "tie_embeddings=True shares with the input embedding; untie the "
+        "embeddings or set model.zero_init=none.")
+  if m.parametrization == "sp":
+    return
+  if m.base_n_layers == 0 or m.base_n_layers < -1 or m.base_d_model == 0 \
+      or m.base_d_model < -1:
+    raise ConfigError(
+        "model.base_d_model", "base_d_model and base_n_layers must be "
+        "positive, or -1 for none.")
+  parametrization.base_model_config(m)  # a whole base shape, or the fix
 
 
 def _check_length_and_schedule(config) -> None:
@@ -93,6 +114,25 @@ def _check_length_and_schedule(config) -> None:
     raise ConfigError("schedule.min_lr_ratio", "must lie in [0, 1].")
   if s.name == "wsd" and not 0 < s.decay_fraction <= 1:
     raise ConfigError("schedule.decay_fraction", "must lie in (0, 1].")
+  if s.name != "wsd" and s.decay_shape != "linear":
+    raise ConfigError(
+        "schedule.decay_shape", f"'{s.decay_shape}' is used only by the wsd "
+        f"schedule, not by '{s.name}'; set schedule.name=wsd or leave "
+        "decay_shape at linear.")
+  _check_checkpoint_steps(config)
+
+
+def _check_checkpoint_steps(config) -> None:
+  steps = config.checkpoint.at_steps
+  total = accounting.train_steps(config)
+  if not isinstance(steps, (tuple, list)) or not all(
+      isinstance(k, int) and not isinstance(k, bool) for k in steps):
+    raise ConfigError("checkpoint.at_steps", f"must be a tuple of step "
+                      f"numbers such as (200, 400), got {steps!r}.")
+  bad = [k for k in steps if not 1 <= k <= total]
+  if bad:
+    raise ConfigError("checkpoint.at_steps", f"steps {bad} are outside "
+                      f"[1, {total}] (train.steps); give steps the run reaches.")
 
 
 def _check_data_and_eval(config) -> None:

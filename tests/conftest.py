@@ -4,7 +4,8 @@ Every cache a test could read from the machine (the MFU peak figures under
 ``XDG_CACHE_HOME``, matplotlib's, JAX's persistent compilation cache) points
 at a fresh temporary directory for the whole session, set before anything
 is imported, so no test depends on or writes to the real home directory and
-a machine's state cannot hide a failure. Subprocesses inherit it.
+a machine's state cannot hide a failure. Subprocesses inherit it, and
+``JAX_PLATFORMS=cpu`` unless it is set.
 """
 
 import os
@@ -17,6 +18,14 @@ _CACHES = tempfile.mkdtemp(prefix="scaling-test-caches-")
 os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHES, "xdg")
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+# The suite runs on the CPU. Where libtpu is installed (the `tpu` extra, for
+# the --topology tests) JAX would otherwise try to open local TPU chips in
+# every process, printing warnings and writing logs outside the test's
+# directories; TPU topologies compile with JAX's backend on the CPU anyway.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Compile-only TPU topologies open no chip: libtpu's one-process lock (see
+# scaling/cli.py) would only make concurrent test processes fail.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 import numpy as np
 import pytest

@@ -188,3 +188,29 @@ def test_config_file_errors_name_the_flag(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="FILE:ARG"):
     config_lib.load_config_file(f"{plain}:3")
   assert config_lib.load_config_file(str(plain)).model.d_model > 0
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"schedule.name": "wsd", "schedule.decay_shape": "step"},
+     "schedule.decay_shape"),
+    ({"schedule.name": "cosine", "schedule.decay_shape": "1-sqrt"},
+     "schedule.decay_shape"),  # used only by wsd: never silently ignored
+    ({"checkpoint.at_steps": (0,)}, "checkpoint.at_steps"),
+    ({"checkpoint.at_steps": (9,)}, "checkpoint.at_steps"),  # train.steps 8
+])
+def test_schedule_shape_and_checkpoint_steps_are_checked(overrides, field):
+  assert _error(tiny_config(**overrides)).field == field
+  validation.validate(tiny_config(**{"schedule.name": "wsd",
+                                     "schedule.decay_shape": "1-sqrt",
+                                     "checkpoint.at_steps": (3, 8)}), 8)
+
+
+def test_decay_shape_joins_the_identity_only_off_its_introduced_value():
+  base = identity.identity_hash(tiny_config(**{"schedule.name": "wsd"}), "h")
+  same = tiny_config(**{"schedule.name": "wsd", "schedule.decay_shape": "linear"})
+  assert identity.identity_hash(same, "h") == base
+  other = tiny_config(**{"schedule.name": "wsd", "schedule.decay_shape": "cosine"})
+  assert identity.identity_hash(other, "h") != base
+  # Checkpoint steps are cadence, not identity.
+  kept = tiny_config(**{"schedule.name": "wsd", "checkpoint.at_steps": (4,)})
+  assert identity.identity_hash(kept, "h") == base

@@ -95,7 +95,12 @@ def _worst_difference(model, params, *, position_shift=0, pad_segment=0):
     {"model.positions": "sinusoidal"},
     {"model.positions": "rope", "model.scan_layers": False,
      "model.attention": "dot_product"},
-], ids=["rope", "learned", "sinusoidal", "rope-unscanned-dot_product"])
+    # CompleteP at twice its base width and depth: residual-branch and logit
+    # multipliers of 2^-1 that the cached path must apply as well.
+    {"model.positions": "rope", "model.parametrization": "completep",
+     "model.base_d_model": 16, "model.base_n_layers": 1},
+], ids=["rope", "learned", "sinusoidal", "rope-unscanned-dot_product",
+        "rope-completep"])
 def test_cached_logits_equal_full_recomputation_at_every_step(overrides):
   c = tiny_config(seq_len=80, **{"model.init_std": 0.3, **overrides})
   model, params = _init(c)

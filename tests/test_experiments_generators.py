@@ -6,6 +6,7 @@ import io
 import math
 import re
 
+import numpy as np
 import pytest
 
 from experiments import cli
@@ -95,15 +96,31 @@ def test_isoflop_runs_are_within_one_step_of_their_budget(name):
     assert len(n_effs) >= 3, (name, budget)  # a parabola needs 3 sizes
 
 
-def test_quickstart_is_3_budgets_of_at_least_4_sizes():
-  experiment = registry.lookup("quickstart")
+@pytest.mark.parametrize("name, decades", [("quickstart", 0.8),
+                                           ("quickstart_decade", 1.0)])
+def test_quickstart_tiers_are_real_small_studies(name, decades):
+  experiment = registry.lookup(name)
   by_budget = {}
   for run in experiment.runs:
-    by_budget.setdefault(run.budget, []).append(run.tags["n_eff"])
+    if "seed" not in run.tags:
+      by_budget.setdefault(run.budget, []).append(run.tags["n_eff"])
   assert len(by_budget) >= 3
+  assert math.log10(max(by_budget) / min(by_budget)) >= decades
   for budget, sizes in by_budget.items():
     assert len(sizes) >= 4 and len(set(sizes)) == len(sizes), budget
   assert not experiment.notes  # nothing dropped
+  # Every model has at least 2 layers; at the largest size the
+  # non-embedding parameters are the majority.
+  assert all(r.config.model.n_layers >= 2 for r in experiment.runs)
+  largest = max(experiment.runs, key=lambda r: r.tags["n_eff"])
+  counts = accounting.param_counts(largest.config.model,
+                                   config_lib.vocab_size(largest.config),
+                                   largest.config.seq_len)
+  assert counts["params_nonembedding"] > counts["params_total"] / 2
+  # Seed replicates: same shape and budget, other data and init seeds.
+  replicates = [r for r in experiment.runs if "seed" in r.tags]
+  assert len(replicates) >= 2
+  assert len({r.name() for r in experiment.runs}) == len(experiment.runs)
   # Warmup is a fraction of training; per-size learning rates fall with N.
   for run in experiment.runs:
     assert run.config.schedule.warmup_steps == -1
@@ -252,3 +269,30 @@ def test_a_gs_workdir_needs_a_posix_lock_dir():
   with pytest.raises(config_lib.ConfigError, match="lock_dir"):
     runner.run_sweep("tiny", "gs://bucket/sweeps", progress=False,
                      out=io.StringIO())
+
+
+def test_lr_transfer_gives_every_width_the_same_rates_per_parametrization():
+  """The transfer check's grid: one set of rates ×2 apart for every width
+  (the rule's rate of the base width × 1/8 … 8), under SP and μP."""
+  experiment = registry.lookup("lr_transfer")
+  assert len(experiment.runs) == 2 * 4 * 7
+  rates = {}
+  for run in experiment.runs:
+    m = run.config.model
+    assert run.tags["parametrization"] == m.parametrization
+    assert (m.base_d_model, m.base_n_layers) == (32, 2)
+    rates.setdefault((m.parametrization, m.d_model), []).append(
+        run.config.optimizer.peak_lr)
+  grids = {tuple(v) for v in rates.values()}
+  assert len(grids) == 1
+  grid = np.array(sorted(grids.pop()))
+  np.testing.assert_allclose(grid[1:] / grid[:-1], 2.0)
+  assert {p for p, _ in rates} == {"sp", "mup"}
+  assert sorted({w for _, w in rates}) == [32, 64, 128, 256]
+  # At the base width the two arms are the same model and optimizer.
+  sp, mup = (next(r for r in experiment.runs
+                  if r.short_name == f"{p}_L2_d32_lrx1") for p in ("sp", "mup"))
+  a, b = sp.config.to_dict(), mup.config.to_dict()
+  assert a["model"].pop("parametrization") == "sp"
+  assert b["model"].pop("parametrization") == "mup"
+  assert a == b

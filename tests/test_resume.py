@@ -132,3 +132,33 @@ def test_broken_checkpoint_is_moved_aside(tmp_path, reference, damage):
   assert len(aside) == 1 and aside[0].name.startswith(f"{latest}-")
   assert _committed(tmp_path, 12)  # later saves were written
   _assert_same(tmp_path, reference)
+
+
+def test_abandoned_read_filter_keeps_other_errors():
+  """The quieting of an abandoned restore drops only its own two reports."""
+  import logging
+  import sys
+  import types
+  from scaling import checkpoint
+  seen = []
+  previous = sys.unraisablehook
+  sys.unraisablehook = seen.append
+  try:
+    checkpoint._quiet_abandoned_reads()  # pylint: disable=protected-access
+    checkpoint._quiet_abandoned_reads()  # idempotent: one filter, not two
+    hook = sys.unraisablehook
+    for exc in (RuntimeError("Event loop is closed"), RuntimeError("other"),
+                ValueError("Event loop is closed")):
+      hook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc))
+    assert [str(u.exc_value) for u in seen] == ["other", "Event loop is closed"]
+    assert type(seen[1].exc_value) is ValueError
+  finally:
+    sys.unraisablehook = previous
+  flt = checkpoint._AbandonedRestoreFilter()  # pylint: disable=protected-access
+  rec = lambda m: logging.LogRecord("asyncio", logging.ERROR, "", 0, m, None, None)
+  assert not flt.filter(rec("Future exception was never retrieved\n"
+                            "future: <... tensorstore_spec=...>"))
+  assert not flt.filter(rec("Task exception was never retrieved\nfuture: <Task "
+                            f"coro=<read() defined at {checkpoint._ORBAX_DIR}/x.py>"))
+  assert flt.filter(rec("Task exception was never retrieved\nfuture: <my_coro>"))
+  assert flt.filter(rec("Unclosed client session"))

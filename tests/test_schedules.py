@@ -136,3 +136,70 @@ def test_the_programs_hyperparameters_of_default_config():
       "decay_fraction")} == dict(peak_lr=pytest.approx(3e-3), warmup_steps=30,
                                  total_steps=600, min_lr_ratio=pytest.approx(0.1),
                                  decay_fraction=pytest.approx(0.2))
+
+
+# --- WSD decay shapes (Hägele et al. 2024): first decay update s = T-K = 88
+# (q = 1/K), last update s = T-1 = 109 (q = 1, lr = min); s = 87 is at peak.
+SHAPE_FIRST = {
+    "linear": PEAK - (PEAK - MIN) / K,
+    "1-sqrt": PEAK - (PEAK - MIN) * math.sqrt(1 / K),
+    "cosine": PEAK - (PEAK - MIN) * (1 - math.cos(math.pi / K)) / 2,
+}
+SHAPE_MID = {  # s = 98: q = 11/22 = 1/2
+    "linear": PEAK - (PEAK - MIN) / 2,
+    "1-sqrt": PEAK - (PEAK - MIN) * math.sqrt(0.5),
+    "cosine": PEAK - (PEAK - MIN) / 2,
+}
+
+
+def check_decay_boundaries(lr_fn, shape):
+  """Asserts the WSD boundary values of one shape for ``lr_fn(step)``."""
+  np.testing.assert_allclose(lr_fn(87), PEAK, rtol=1e-6, err_msg="last stable")
+  np.testing.assert_allclose(lr_fn(88), SHAPE_FIRST[shape], rtol=1e-6,
+                             err_msg="first decay update")
+  np.testing.assert_allclose(lr_fn(98), SHAPE_MID[shape], rtol=1e-6,
+                             err_msg="mid decay")
+  np.testing.assert_allclose(lr_fn(109), MIN, rtol=1e-6, err_msg="last = min")
+
+
+@pytest.mark.parametrize("shape", schedules.DECAY_SHAPES)
+def test_decay_shape_boundaries(shape):
+  check_decay_boundaries(lambda s: lr(s, "wsd", decay_shape=shape), shape)
+  values = lr(np.arange(W - 1, T + 3), "wsd", decay_shape=shape)
+  assert np.all(np.diff(values) <= 0)  # monotone, then clipped at min
+  assert values[-1] == values[T - W]
+
+
+@pytest.mark.parametrize("shape", schedules.DECAY_SHAPES)
+def test_decay_shape_boundaries_fail_on_a_broken_variant(shape):
+  # Negative controls: the decay progress without its +1 (the first decay
+  # update would still be at peak), and another shape's values.
+  f = {"linear": lambda q: q, "1-sqrt": np.sqrt,
+       "cosine": lambda q: (1 - np.cos(np.pi * q)) / 2}[shape]
+
+  def late(step):
+    q = np.clip((step - (T - K)) / K, 0, 1)
+    return PEAK - (PEAK - MIN) * f(q)
+
+  with pytest.raises(AssertionError):
+    check_decay_boundaries(late, shape)
+  other = next(o for o in schedules.DECAY_SHAPES if o != shape)
+  with pytest.raises(AssertionError):
+    check_decay_boundaries(lambda s: lr(s, "wsd", decay_shape=other), shape)
+
+
+def test_linear_decay_shape_is_the_wsd_of_before():
+  # The default shape computes exactly what WSD computed before the field.
+  steps = np.arange(T)
+  np.testing.assert_array_equal(lr(steps, "wsd"),
+                                lr(steps, "wsd", decay_shape="linear"))
+  k = np.floor(DECAY_FRACTION * T + 0.5)
+  q = np.clip((steps - (T - k) + 1) / k, 0, 1).astype(np.float32)
+  before = np.where(steps < W, np.float32(PEAK) * (steps + 1) / W,
+                    np.float32(PEAK) - (np.float32(PEAK) - np.float32(MIN)) * q)
+  np.testing.assert_allclose(lr(steps, "wsd"), before, rtol=1e-6)
+
+
+def test_unknown_decay_shape_names_the_field():
+  with pytest.raises(ConfigError, match="schedule.decay_shape"):
+    lr(0, "wsd", decay_shape="step")

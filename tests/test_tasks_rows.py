@@ -61,7 +61,8 @@ def test_loss_bearing_targets_are_exactly_target_bytes_then_eos():
 
 def _mask(row):
   return np.asarray(attention_mask(jnp.asarray(row["segment_ids"])[None],
-                                   jnp.asarray(row["prefix_mask"])[None]))[0, 0]
+                                   jnp.asarray(row["prefix_mask"])[None]
+                                    ).allowed_Bx1xLxL)[0, 0]
 
 
 def test_prefix_visibility_under_the_models_mask():

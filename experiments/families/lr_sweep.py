@@ -8,10 +8,19 @@ The runs of one width differ only in the learning rate, a traced
 hyperparameter, so each width compiles once.
 
 Cost: about 1.1e14 FLOPs; about 2 hours on 2 CPU cores (estimate), minutes on a GPU.
+
+``lr_transfer`` is the parametrisation axis of the same grid (the transfer
+check): each width is trained under SP and under μP (``model.
+parametrization``, base d_model 32) at the *same* seven learning rates, ×2
+apart around the rule's rate for the base width, so under μP the base
+width's optimum should hold at every width and under SP it drifts. Its
+analysis (:func:`analysis.transfer.analyze`) fits a parabola in log2(lr) per
+width and reports the optimum's drift across width with intervals.
 """
 
 from __future__ import annotations
 
+from analysis import transfer
 from experiments import generators
 from experiments import registry
 from scaling import config as config_lib
@@ -39,4 +48,36 @@ def build():
   base = base_config()
   shapes = generators.width_ladder(2, WIDTHS, d_head=16)
   runs = generators.lr_sweep(base, shapes, MULTIPLIERS, generators.DEFAULT_RULE)
+  return registry.Family(base, runs)
+
+
+# The transfer check (Yang et al. 2022, Fig. 1): the same learning rates for
+# every width, under SP and under μP with the smallest width as the base.
+TRANSFER_PARAMETRIZATIONS = ("sp", "mup")
+TRANSFER_STEPS = 120
+
+
+def transfer_config():
+  """lr_sweep's runs at a quarter of the cost per step and shorter: 120
+  steps of 16 x 64 tokens (sized for the shared 2-core machine)."""
+  base = base_config()
+  base.seq_len = 64
+  base.train.steps = TRANSFER_STEPS
+  base.eval.every = TRANSFER_STEPS
+  base.checkpoint.every = TRANSFER_STEPS
+  return base
+
+
+@registry.register(
+    "lr_transfer",
+    description="peak_lr x 1/8..8 (one grid for all widths) x d_model 32..256"
+    " x {sp, mup}, base d_model 32",
+    cost="56 runs of 120 steps of 16 x 64 tokens: about 15 min on 2 idle CPU cores",
+    analyze=transfer.analyze)
+def build_transfer():
+  base = transfer_config()
+  shapes = generators.width_ladder(2, WIDTHS, d_head=16)
+  runs = generators.lr_sweep(base, shapes, MULTIPLIERS, generators.DEFAULT_RULE,
+                             parametrizations=TRANSFER_PARAMETRIZATIONS,
+                             base_shape=shapes[0])
   return registry.Family(base, runs)

@@ -282,8 +282,31 @@ def check_data_config(data_cfg) -> None:
         "or .jsonl files, e.g. --config.data.path='corpus/*.txt'")
 
 
+_CORPORA: dict[tuple, Corpus] = {}  # this process's loaded corpora
+
+
+def _stamp(data_cfg) -> tuple:
+  """What identifies the corpus's content cheaply: the stdlib's directory, or
+  every matched file's path, size and modification time."""
+  if data_cfg.source == "stdlib":
+    return (stdlib_dir(),)
+  paths = sorted(globlib.glob(os.path.expanduser(data_cfg.path), recursive=True))
+  stats = []
+  for p in paths:
+    try:
+      st = os.stat(p)
+    except OSError:
+      continue
+    stats.append((p, st.st_size, st.st_mtime_ns))
+  return tuple(stats)
+
+
 def load_corpus(data_cfg) -> Corpus:
-  """Loads the corpus named by the ``data`` config section and splits it.
+  """The corpus named by the ``data`` config section, split (cached).
+
+  A process loads each corpus once: the runs of a sweep share it (about
+  2 s for the standard library). A text-file corpus is read again when a
+  matched file changes (size or modification time).
 
   Args:
     data_cfg: ``config.data`` (fields ``source``, ``path``, ``val_fraction``).
@@ -297,6 +320,14 @@ def load_corpus(data_cfg) -> Corpus:
       non-empty documents.
   """
   check_data_config(data_cfg)
+  key = (data_cfg.source, data_cfg.path, float(data_cfg.val_fraction),
+         _stamp(data_cfg))
+  if key not in _CORPORA:
+    _CORPORA[key] = _load(data_cfg)
+  return _CORPORA[key]
+
+
+def _load(data_cfg) -> Corpus:
   source, val_fraction = data_cfg.source, float(data_cfg.val_fraction)
   docs = sorted(_SOURCES[source](data_cfg), key=lambda d: d.name)
   if len(docs) < 2:

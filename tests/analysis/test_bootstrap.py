@@ -130,3 +130,49 @@ def test_resamples_with_fewer_runs_than_parameters_fail():
   ok = np.isfinite(out["approach3.alpha"])
   assert not ok[distinct < 5].any()
   assert out["_n_ok"]["approach3"] == ok.sum() <= (distinct >= 5).sum()
+
+
+def test_branches_of_one_stable_run_are_resampled_together(tmp_path):
+  # Two sizes x (a stable run + 3 branches) + 2 independent runs; the stable
+  # runs are left out of the fits, the branches drawn by stable run.
+  from analysis import load
+  rows = []
+  for size in ("s", "t"):
+    rows.append(dict(run=f"{size}_stable", branch_of="", params_total=1e4,
+                     tokens=1e6, flops=6e10, eval_loss=3.0, status="finished"))
+    for j in range(3):
+      rows.append(dict(run=f"{size}_b{j}", branch_of=f"{size}_stable",
+                       params_total=1e4, tokens=1e6 * (j + 1),
+                       flops=6e10 * (j + 1), eval_loss=2.9 - 0.1 * j,
+                       status="finished"))
+  for j in range(2):
+    rows.append(dict(run=f"indep{j}", branch_of="", params_total=2e4,
+                     tokens=1e6, flops=1.2e11, eval_loss=2.8,
+                     status="finished"))
+  csv = tmp_path / "runs.csv"
+  pd.DataFrame(rows).to_csv(csv, index=False)
+  table = load.load_table(str(csv))
+  assert sorted(table.runs["run"]) == sorted(
+      [f"{s}_b{j}" for s in "st" for j in range(3)] + ["indep0", "indep1"])
+  assert table.rejected == {"stable runs of WSD branches (not decayed; their "
+                            "branches are the runs)": 2}
+  assert table.columns["unit"] == "branch_of"
+  units = table.runs.set_index("run")["unit"]
+  assert units["s_b0"] == units["s_b2"] == "s_stable"
+  assert units["indep0"] == "indep0"  # no stable run: its own unit
+  counts = bootstrap.resample_counts(table.runs["unit"], 200, seed=0)
+  runs = list(table.runs["run"])
+  b = [runs.index(f"s_b{j}") for j in range(3)]
+  assert np.all(counts[:, b[0]] == counts[:, b[1]])
+  assert np.all(counts[:, b[0]] == counts[:, b[2]])
+  assert np.all(counts.sum(axis=1) % 1 == 0)
+  # 4 units per resample (2 stable runs, 2 independent runs).
+  unit_draws = counts[:, [b[0], runs.index("t_b0"), runs.index("indep0"),
+                          runs.index("indep1")]].sum(axis=1)
+  assert np.all(unit_draws == 4)
+  # Negative control: resampled by run, the branches move apart.
+  by_run = bootstrap.resample_counts(table.runs["run"], 200, seed=0)
+  assert np.any(by_run[:, b[0]] != by_run[:, b[1]])
+  # Explicitly by run (any column works): no grouping.
+  table2 = load.load_table(str(csv), resample_by="run")
+  assert (table2.runs["unit"] == table2.runs["run"]).all()

@@ -69,3 +69,31 @@ def test_assess_sets_flags_and_removes_zero_width_intervals():
   assert ok["identifiable"] and not ok["unreliable"] and ok["reasons"] == []
   text = identify.flag_text(out)
   assert text.startswith("not identifiable and unreliable: a: zero-width")
+
+
+@pytest.mark.parametrize("kind,value,ci,scale,expect", [
+    ("slope", -5.0, [-5.6, -4.5], None, None),
+    ("slope", -5.0, [-9.0, -1.0], None, "> 50% of the value's magnitude"),
+    ("slope", -5.0, [-9.0, 0.5], None, "includes 0"),
+    ("location", 1.3, [1.25, 1.36], 1.9, None),
+    ("location", 1.3, [-0.4, 2.7], 1.9, "> 50% of the data's range 1.9"),
+    ("bounded", 0.001, [1e-9, 0.3], None, None),
+    ("bounded", 0.25, [0.25, 0.25], None, "zero-width interval"),
+])
+def test_check_coefficient_sigmoid_kinds(kind, value, ci, scale, expect):
+  flag = identify.check_coefficient("x", value, ci, kind=kind, scale=scale)
+  if expect is None:
+    assert flag is None
+  else:
+    assert flag is not None and expect in flag, flag
+
+
+def test_assess_takes_kinds_per_coefficient():
+  coefs = dict(k=dict(value=-5.0, ci=[-5.6, -4.5]),
+               L0=dict(value=1.3, ci=[1.25, 1.36]))
+  ok = identify.assess(coefs, kinds=dict(k="slope", L0=("location", 1.9)))
+  assert ok["identifiable"] and coefs["k"]["flag"] is None
+  # Negative control: by default k is read as a positive coefficient and
+  # its negative interval "reaches 0".
+  default = identify.assess(dict(k=dict(value=-5.0, ci=[-5.6, -4.5])))
+  assert not default["identifiable"] and "reaches 0" in default["reasons"][0]

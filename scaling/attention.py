@@ -26,6 +26,11 @@ gradients through them are the same in every implementation.
 | ``dot_product`` | ``jax.nn.dot_product_attention``: cuDNN flash attention on GPU, its XLA version elsewhere | the [B, 1, L, L] bool mask (cuDNN: as an additive bias in the compute dtype) |
 | ``auto`` | :func:`resolve`: reference on CPU, splash on TPU, dot_product on GPU where cuDNN can run it, else reference | |
 
+Decoding with a key/value cache (:func:`attend_cached`): the reference
+einsum for ``reference`` and ``splash`` (the kernel's square 128-tiles cannot
+take a 1-token query), ``jax.nn.dot_product_attention``'s XLA version for
+``dot_product``.
+
 Choosing before a run: :func:`resolve_config` returns the config with
 ``auto`` replaced by the implementation this platform runs (call it before
 the identity hash); :func:`validate_config` (from ``config.validate``) refuses
@@ -374,6 +379,50 @@ def attend(q_BxLxHxDh, k_BxLxKxDh, v_BxLxKxDh, segment_ids_BxL,
         _say_once(f"model.attention=splash on {platform}: the Pallas kernel "
                   "runs in interpret mode (correct but slow; for tests)")
     return attend_splash(*args, scale=scale, interpret=interpret)
+  raise ValueError(f"unknown attention implementation {implementation!r}; "
+                   f"use one of {', '.join(IMPLEMENTATIONS)}")
+
+
+def attend_cached(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask_Bx1xTxS, *,
+                  scale: float, implementation: str):
+  """Attention of T new queries over the S slots of a key/value cache.
+
+  The decoding path (:class:`scaling.model.KVCache`): a prompt (T = its
+  length) and then one token per step (T = 1) attend to every cached slot
+  that ``mask_Bx1xTxS`` (:func:`scaling.model.cached_mask`, the model's
+  rule on cache slots) allows. Per implementation:
+
+  * ``reference``: :func:`attend_reference`'s einsums on the rectangular
+    [B, H, T, S] scores (the same arithmetic as full recomputation);
+  * ``dot_product``: ``jax.nn.dot_product_attention`` with the mask, its XLA
+    version (cuDNN's fused kernel is not used for the cache: a 1-token query
+    block reads each cached key once, which XLA does as well);
+  * ``splash``: the reference einsums. The splash kernel tiles queries and
+    keys in square blocks of 128 and cannot take a 1-token query, and a
+    decoding step is memory-bound on the cache, which the einsum reads once;
+  * ``auto``: resolved as in :func:`attend`, then as above.
+
+  Args:
+    q_BxTxHxDh: the new tokens' queries (RoPE applied).
+    k_BxSxKxDh, v_BxSxKxDh: the cache's keys and values, the new tokens
+      already written.
+    mask_Bx1xTxS: bool, which slots each query may attend.
+    scale: the score scale (the parametrisation's: d_head^-0.5 under SP).
+    implementation: ``model.attention``.
+  Returns:
+    [B, T, H, Dh] in the dtype of ``q``.
+  Raises:
+    ValueError: unknown implementation.
+  """
+  if implementation == "auto":
+    implementation = resolve(implementation, target_platform(),
+                             dtype=q_BxTxHxDh.dtype.name,
+                             d_head=q_BxTxHxDh.shape[-1])
+  args = (q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, None, None)
+  if implementation in ("reference", "splash"):
+    return attend_reference(*args, scale=scale, mask_Bx1xLxL=mask_Bx1xTxS)
+  if implementation == "dot_product":
+    return attend_dot_product(*args, scale=scale, mask_Bx1xLxL=mask_Bx1xTxS)
   raise ValueError(f"unknown attention implementation {implementation!r}; "
                    f"use one of {', '.join(IMPLEMENTATIONS)}")
 

@@ -178,6 +178,26 @@ class Checkpointer:
             meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"])
 
+  def restore_params(self, step: int, abstract_params):
+    """Restores only the parameters of ``step`` (not its optimizer state).
+
+    Args:
+      step: a saved step.
+      abstract_params: the parameters as ``jax.ShapeDtypeStruct`` with
+        shardings (resharded like :meth:`restore`).
+
+    Returns:
+      The parameter tree.
+    """
+    item = dict(params=abstract_params)
+    with ocp.PyTreeCheckpointer() as reader:
+      restored = reader.restore(
+          self.directory / str(step) / "state",
+          args=ocp.args.PyTreeRestore(
+              item, restore_args=ocp.checkpoint_utils.construct_restore_args(
+                  item), partial_restore=True))
+    return restored["params"]
+
   def restore_latest(self, abstract_state, max_step: int | None = None):
     """Restores the newest step that restores, moving broken ones aside.
 

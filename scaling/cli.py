@@ -2,6 +2,10 @@
 
     scaling train --workdir DIR [--config FILE[:ARG]] [--config.KEY=VALUE ...]
                   [--init-from RUN_DIR@STEP]
+    scaling finetune --init-from RUN_DIR@STEP|none --task NAME --workdir DIR
+                     [--model-from RUN_DIR] [--config.KEY=VALUE ...]
+    scaling generate RUN_DIR@STEP --prompt TEXT [--max-new-tokens N]
+                     [--temperature T] [--seed S]
     scaling check train [train flags] | check sweep NAME [--only REGEX]
                   [--topology NAME] [--no-roofline]
     scaling check coord [--widths W,..] [--depths L,..] [--steps N] ...
@@ -26,11 +30,12 @@ from scaling import config as config_lib
 USAGE = __doc__
 
 
-def parse_train_args(argv: list[str]):
-  """Splits ``--config.KEY=VALUE`` overrides from the other train flags.
+def split_overrides(argv: list[str]):
+  """Splits ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) overrides from
+  the other flags.
 
   Returns:
-    (args, overrides) with overrides a list of (dotted key, text value).
+    (other flags, overrides) with overrides a list of (dotted key, text).
   Raises:
     ConfigError: an override without a value.
   """
@@ -48,6 +53,18 @@ def parse_train_args(argv: list[str]):
       overrides.append((key, value))
     else:
       rest.append(arg)
+  return rest, overrides
+
+
+def parse_train_args(argv: list[str]):
+  """Splits ``--config.KEY=VALUE`` overrides from the other train flags.
+
+  Returns:
+    (args, overrides) with overrides a list of (dotted key, text value).
+  Raises:
+    ConfigError: an override without a value.
+  """
+  rest, overrides = split_overrides(argv)
   parser = argparse.ArgumentParser(prog="scaling train")
   parser.add_argument("--workdir", required=True, help="run directory")
   parser.add_argument("--config", default=None,
@@ -79,6 +96,88 @@ def _train(argv: list[str]) -> int:
     return distributed.finish(1)
   _print_summary(summary)
   return distributed.finish(0)
+
+
+def parse_finetune_args(argv: list[str]):
+  """The flags of ``scaling finetune`` and its ``--config.*`` overrides."""
+  rest, overrides = split_overrides(argv)
+  parser = argparse.ArgumentParser(prog="scaling finetune")
+  parser.add_argument("--workdir", required=True, help="run directory")
+  parser.add_argument("--task", required=True,
+                      help="a built-in task (stdlib_package, stdlib_tokens, "
+                      "stdlib_docstring) or a .jsonl file")
+  parser.add_argument("--init-from", required=True,
+                      help="RUN_DIR@STEP: its parameters; none: from scratch")
+  parser.add_argument("--model-from", default=None,
+                      help="with --init-from none: the model of RUN_DIR "
+                      "(not its parameters)")
+  parser.add_argument("--config", default=None,
+                      help="with --init-from none: FILE[:ARG] defining "
+                      "get_config() for the model; default: built-in")
+  return parser.parse_args(rest), overrides
+
+
+def finetune_config_from_args(args, overrides):
+  """The fine-tuning config of parsed ``scaling finetune`` flags.
+
+  Raises:
+    ConfigError: a bad ``--init-from``, ``--model-from`` or ``--config``
+      combination, or an unreadable source run.
+  """
+  from scaling import finetune, rundir  # pylint: disable=import-outside-toplevel
+  scratch = args.init_from.lower() == "none"
+  if not scratch and (args.model_from or args.config):
+    flag = "--model-from" if args.model_from else "--config"
+    raise config_lib.ConfigError(flag, (
+        "only with --init-from none: a fine-tune from RUN_DIR@STEP takes "
+        "the model of RUN_DIR."))
+  if args.model_from and args.config:
+    raise config_lib.ConfigError("--model-from", "give --model-from or "
+                                 "--config, not both.")
+  source = None
+  if not scratch:
+    run_dir, _ = rundir.parse_init_from(args.init_from)
+    source = rundir.read_run_config(run_dir)["config"]
+  elif args.model_from:
+    source = rundir.read_run_config(args.model_from, "--model-from")["config"]
+  base = config_lib.load_config_file(args.config) if args.config else None
+  return finetune.finetune_config(source, overrides, base)
+
+
+def _finetune(argv: list[str]) -> int:
+  args, overrides = parse_finetune_args(argv)
+  config = finetune_config_from_args(args, overrides)
+  distributed = _initialize_distributed()
+  from scaling import finetune, train  # pylint: disable=import-outside-toplevel
+  summary = finetune.finetune(config, args.workdir, args.task, args.init_from)
+  if summary["status"] == train.TERMINATED:
+    return distributed.finish(143)
+  if summary["status"] != "finished":
+    print(f"run failed: {summary['reason']}", file=sys.stderr)
+    return distributed.finish(1)
+  _print_summary(summary, ("step", "tokens", "flops", "params_total",
+                           "train_loss") + tuple(
+      k for k in summary if k.startswith(("val_", "test_"))
+      and not k.endswith("_se")) + ("wall_seconds",))
+  return distributed.finish(0)
+
+
+def _generate(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="scaling generate")
+  parser.add_argument("run", metavar="RUN_DIR@STEP",
+                      help="a run directory and one of its checkpoint steps")
+  parser.add_argument("--prompt", required=True, help="the text to continue "
+                      "(a fine-tuned run: the task input)")
+  parser.add_argument("--max-new-tokens", type=int, default=256)
+  parser.add_argument("--temperature", type=float, default=0.0,
+                      help="0: greedy; > 0: sample at this temperature")
+  parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+  args = parser.parse_args(argv)
+  from scaling import generate  # pylint: disable=import-outside-toplevel
+  print(generate.generate(args.run, args.prompt,
+                          max_new_tokens=args.max_new_tokens,
+                          temperature=args.temperature, seed=args.seed))
+  return 0
 
 
 def _ints(text: str) -> list[int]:
@@ -371,11 +470,14 @@ def _sweep(argv: list[str]) -> int:
   return exp_cli.run(args, train=False, started_at=started_at)
 
 
-def _print_summary(summary: dict) -> None:
+_SUMMARY_KEYS = ("step", "tokens", "flops", "params_total", "train_loss",
+                 "eval_loss", "eval_bpb", "eval_bpb_se",
+                 "eval_continuation_bpb", "unigram_bpb", "wall_seconds",
+                 "compile_seconds")
+
+
+def _print_summary(summary: dict, keys=_SUMMARY_KEYS) -> None:
   """Prints the run's headline figures (and eval_bpb against unigram entropy)."""
-  keys = ("step", "tokens", "flops", "params_total", "train_loss", "eval_loss",
-          "eval_bpb", "eval_bpb_se", "eval_continuation_bpb", "unigram_bpb", "wall_seconds",
-          "compile_seconds")
   for key in keys:
     if summary.get(key) is not None:
       value = summary[key]
@@ -411,6 +513,10 @@ def main(argv: list[str] | None = None) -> int:
   try:
     if command == "train":
       return _train(rest)
+    if command == "finetune":
+      return _finetune(rest)
+    if command == "generate":
+      return _generate(rest)
     if command == "experiments":
       from experiments import cli as exp_cli  # pylint: disable=import-outside-toplevel
       return exp_cli.main_list(rest)

@@ -2,7 +2,7 @@
 
 A run is described by one ``ml_collections.ConfigDict`` with the sections
 ``model, data, tokenizer, objective, optimizer, schedule, train, mesh, checkpoint,
-eval`` plus the global ``batch_size`` (sequences per optimizer step, across all
+eval, finetune`` plus the global ``batch_size`` (sequences per optimizer step, across all
 devices) and ``seq_len`` (tokens per sequence).
 
 This module holds the schema and everything that reads or writes a config's
@@ -125,7 +125,22 @@ def default_config() -> ml_collections.ConfigDict:
       at_steps=(),  # also saved, and kept beyond `keep` (branch points)
   ))
   c.eval = ml_collections.ConfigDict(dict(
-      every=100, batches=16, batch_size=16, continuation=True))
+      every=100, batches=16, batch_size=16, continuation=True,
+      # fine-tuning: validation examples decoded per eval (tagging and
+      # generation tasks; classification scores the whole split); -1: all
+      task_examples=64,
+  ))
+  # Fine-tuning on a downstream task (scaling finetune; scaling.finetune).
+  # Empty for pretraining runs. task_hash, source_identity and source_step
+  # are set by the command from --task and --init-from.
+  c.finetune = ml_collections.ConfigDict(dict(
+      task="",  # the task's name (a built-in task, or a JSONL file's stem)
+      attention="prefix",  # prefix (bidirectional over the input) | causal
+      max_new_tokens=-1,  # decoded tokens per example; -1: target budget + 1
+      task_hash="",  # sha256 of the task's examples (Task.content_hash)
+      source_identity="",  # identity of the --init-from run ("" from scratch)
+      source_step=-1,  # its checkpoint step (-1 from scratch)
+  ))
   return c
 
 
@@ -253,6 +268,33 @@ def check_keys(config: ml_collections.ConfigDict,
       if not isinstance(config[key], ml_collections.ConfigDict):
         raise ConfigError(path, "must be a section (ConfigDict).")
       check_keys(config[key], schema[key], f"{path}.")
+
+
+def from_dict(recorded: dict, label: str = "config") -> ml_collections.ConfigDict:
+  """The default schema with a recorded config's values (e.g. a run's
+  ``config.json["config"]``); fields it lacks (added since) keep their
+  defaults.
+
+  Raises:
+    ConfigError: a key the schema does not know, naming ``label``.
+  """
+  config = default_config()
+
+  def walk(d, prefix):
+    for key, value in d.items():
+      dotted = f"{prefix}{key}"
+      if isinstance(value, dict):
+        walk(value, f"{dotted}.")
+        continue
+      try:
+        set_dotted(config, dotted, tuple(value) if isinstance(value, list)
+                   else value)
+      except ConfigError as e:
+        raise ConfigError(dotted, f"in {label}: {e}; it was written by "
+                          "another version of this code.") from e
+
+  walk(recorded, "")
+  return config
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import math
 
-import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
 from scaling import objectives
@@ -144,6 +142,31 @@ def continuation_batches(val_docs: list[bytes], objective_name: str,
            for k in packing.BATCH_KEYS} for i in range(0, len(rows), batch_size)]
 
 
+def row_sums(eval_step, params, local_batches, mesh):
+  """Per-row (NLL nats, bytes, loss tokens) of the model over eval batches.
+
+  Args:
+    eval_step: the program's jitted ``(params, batch) -> (nll_B, bytes_B,
+      count_B)`` (:func:`scaling.loss.eval_sums`).
+    params: the parameters.
+    local_batches: this process's rows of each global batch.
+    mesh: the device mesh.
+
+  Returns:
+    ``(nll, n_bytes, n_tokens)``, each [total global rows], on every process.
+  """
+  nll, nbytes, count = [], [], []
+  for local in local_batches:
+    out = eval_step(params, sharding.to_global(local, mesh))
+    out = [sharding.to_host(x) for x in out]
+    nll.append(out[0])
+    nbytes.append(out[1])
+    count.append(out[2])
+  if not nll:
+    return np.zeros(0), np.zeros(0), np.zeros(0)
+  return tuple(np.concatenate(x) for x in (nll, nbytes, count))
+
+
 class Evaluator:
   """Scores params on the shared views (module docstring), fixed batches.
 
@@ -202,16 +225,7 @@ class Evaluator:
 
   def _sums(self, params, view: str):
     """Per-row (NLL nats, bytes, loss tokens) over a view's batches."""
-    nll, nbytes, count = [], [], []
-    for local in self._local[view]:
-      batch = sharding.to_global(local, self.mesh)
-      out = self._fn(params, batch)
-      out = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
-             if jax.process_count() > 1 else np.asarray(x) for x in out]
-      nll.append(out[0])
-      nbytes.append(out[1])
-      count.append(out[2])
-    return map(np.concatenate, (nll, nbytes, count))
+    return row_sums(self._fn, params, self._local[view], self.mesh)
 
   def __call__(self, params) -> dict:
     out = {}

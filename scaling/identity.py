@@ -42,7 +42,11 @@ V1_FIELDS: dict[str, tuple[str, ...]] = {
     "schedule": ("name", "warmup_steps", "warmup_fraction", "min_lr_ratio",
                  "decay_fraction"),
 }
-IDENTITY_SECTIONS = tuple(V1_FIELDS)
+# Sections added after the first schema: every field is registered in
+# INTRODUCED, and the section joins the hash only with the fields that differ
+# from it (a pretraining run has none, so its identity is unchanged).
+ADDED_SECTIONS = ("finetune",)
+IDENTITY_SECTIONS = tuple(V1_FIELDS) + ADDED_SECTIONS
 IDENTITY_GLOBALS = ("batch_size", "seq_len")
 
 # Fields added after the first schema -> the value that reproduces what runs
@@ -55,6 +59,15 @@ INTRODUCED: dict[str, Any] = {
     "model.attention": "reference",
     # Full-block rematerialisation, what remat=True meant before.
     "model.remat_policy": "full",
+    # Fine-tuning (scaling.finetune): a run that fine-tunes nothing. A
+    # fine-tune's identity covers its task (name and content hash), its
+    # source run (identity and step) and its attention and decoding length.
+    "finetune.task": "",
+    "finetune.attention": "prefix",
+    "finetune.max_new_tokens": -1,
+    "finetune.task_hash": "",
+    "finetune.source_identity": "",
+    "finetune.source_step": -1,
     "schedule.decay_shape": "linear",  # WSD decayed linearly before
     # The standard parametrisation (scaling.parametrization), with no base
     # shape and SP's random init of the readout and query.
@@ -107,9 +120,10 @@ def identity_fields(config: ml_collections.ConfigDict,
   config = resolved(config, platform)
   d = config.to_dict()
   ident: dict[str, Any] = {}
-  for section, v1 in V1_FIELDS.items():
+  for section in IDENTITY_SECTIONS:
+    v1 = V1_FIELDS.get(section, ())
     values = {k: d[section][k] for k in v1}
-    for key, value in d[section].items():
+    for key, value in d.get(section, {}).items():
       if key in v1:
         continue
       dotted = f"{section}.{key}"
@@ -120,7 +134,8 @@ def identity_fields(config: ml_collections.ConfigDict,
             "before it existed")
       if value != INTRODUCED[dotted]:
         values[key] = value
-    ident[section] = values
+    if section in V1_FIELDS or values:
+      ident[section] = values
   ident["train"] = dict(steps=accounting.train_steps(config),
                         seed=d["train"]["seed"])
   for key in IDENTITY_GLOBALS:

@@ -18,6 +18,16 @@ how it is computed (:mod:`scaling.attention`: reference einsum, Pallas splash,
 ``jax.nn.dot_product_attention``); ``model.remat`` with ``model.remat_policy``
 rematerialises each block (:func:`remat_policy`).
 
+Decoding (:mod:`scaling.decode`) calls the same model with a :class:`KVCache`:
+``__call__(..., cache=cache)`` runs only the T new tokens (a prompt, then one
+token per step) and returns ``(logits [B, T, V], updated cache)``. Their keys
+and values are written into cache slots ``index … index + T - 1`` (the same
+slots in every row) and they attend to every cached slot the same rule
+allows, with slot numbers in place of row positions: ``allow(q, k) =
+seg[q] == seg[k] != 0 and (slot_k <= slot_q or prefix[k])``. One sequence per
+row (segment 1, left padding with segment 0), positions per token, so RoPE,
+learned and sinusoidal positions are those of full recomputation.
+
 ``model.parametrization`` (:mod:`scaling.parametrization`: SP, μP,
 CompleteP) sets every init std, the attention scale, the residual-branch and
 logit multipliers; :func:`build` derives it from the run's and the base
@@ -31,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -141,6 +151,64 @@ def attention_mask(segment_ids_BxL, prefix_mask_BxL) -> attention_lib.Masking:
   return attention_lib.masking(segment_ids_BxL, prefix_mask_BxL)
 
 
+class KVCache(NamedTuple):
+  """Keys and values of every layer for decoding, and the slots' mask inputs.
+
+  N = n_layers, B rows, S slots, K = n_kv_heads, Dh = d_head. Slot s of row
+  b holds the key and value of the token written there (RoPE applied), its
+  segment id (0: empty or padding, never attended) and prefix flag.
+
+  Attributes:
+    k_NxBxSxKxDh, v_NxBxSxKxDh: per-layer keys and values (the compute
+      dtype, :func:`compute_dtype`).
+    segment_ids_BxS: int32.
+    prefix_mask_BxS: bool.
+    index: int32 scalar, the next slot to write.
+  """
+  k_NxBxSxKxDh: jax.Array
+  v_NxBxSxKxDh: jax.Array
+  segment_ids_BxS: jax.Array
+  prefix_mask_BxS: jax.Array
+  index: jax.Array
+
+
+def empty_cache(cfg, batch: int, slots: int) -> KVCache:
+  """An empty :class:`KVCache` of ``slots`` slots for ``batch`` rows.
+
+  Args:
+    cfg: ``config.model``.
+    batch: B, rows decoded together.
+    slots: S, the most tokens (prompt and generated) a row will hold.
+  """
+  shape = (cfg.n_layers, batch, slots, cfg.n_kv_heads, config_lib.d_head(cfg))
+  dtype = compute_dtype(cfg)
+  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
+                 jnp.zeros((batch, slots), jnp.int32),
+                 jnp.zeros((batch, slots), bool), jnp.zeros((), jnp.int32))
+
+
+def cached_mask(cache: KVCache, segment_ids_BxT, prefix_mask_BxT):
+  """The cache after writing T new tokens' mask inputs at ``cache.index``, and
+  the boolean [B, 1, T, S] rule of those queries over every slot.
+
+  Returns:
+    ``(segment_ids_BxS, prefix_mask_BxS, allowed_Bx1xTxS)``.
+  """
+  t = segment_ids_BxT.shape[1]
+  start = (jnp.zeros((), jnp.int32), cache.index)
+  seg_BxS = jax.lax.dynamic_update_slice(
+      cache.segment_ids_BxS, segment_ids_BxT.astype(jnp.int32), start)
+  prefix_BxS = jax.lax.dynamic_update_slice(
+      cache.prefix_mask_BxS, prefix_mask_BxT.astype(bool), start)
+  slot_q = cache.index + jnp.arange(t)
+  slot_k = jnp.arange(seg_BxS.shape[1])
+  earlier_TxS = slot_k[None, :] <= slot_q[:, None]
+  seg_q = segment_ids_BxT[:, :, None]
+  allowed = ((seg_q == seg_BxS[:, None, :]) & (seg_q != 0)
+             & (earlier_TxS[None] | prefix_BxS[:, None, :]))
+  return seg_BxS, prefix_BxS, allowed[:, None]
+
+
 class Attention(nn.Module):
   """Multi-head attention with grouped KV heads (Ainslie et al. 2023).
 
@@ -152,7 +220,11 @@ class Attention(nn.Module):
   par: param_lib.Parametrization
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, masks: attention_lib.Masking):
+  def __call__(self, x_BxLxD, positions_BxL, masks, layer_kv=None):
+    """Training and scoring: ``masks`` a :class:`attention_lib.Masking`,
+    returns [B, L, D]. Decoding: ``masks`` = (allowed [B, 1, T, S], write
+    index), ``layer_kv`` this layer's cached (keys, values) [B, S, K, Dh];
+    returns ([B, T, D], updated (keys, values))."""
     c, p = self.cfg, self.par
     dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
     d, h, k, dh = c.d_model, c.n_heads, c.n_kv_heads, config_lib.d_head(c)
@@ -172,6 +244,18 @@ class Attention(nn.Module):
       q_BxLxHxDh = rope(q_BxLxHxDh, positions_BxL, c.rope_theta)
       k_BxLxKxDh = rope(k_BxLxKxDh, positions_BxL, c.rope_theta)
     q_BxLxHxDh = _constrain(q_BxLxHxDh, ("batch", "length", "heads", "kv"))
+    if layer_kv is not None:
+      allowed_Bx1xTxS, index = masks
+      start = (0, index, 0, 0)
+      k_BxSxKxDh = jax.lax.dynamic_update_slice(
+          layer_kv[0], k_BxLxKxDh.astype(layer_kv[0].dtype), start)
+      v_BxSxKxDh = jax.lax.dynamic_update_slice(
+          layer_kv[1], v_BxLxKxDh.astype(layer_kv[1].dtype), start)
+      out_BxLxHxDh = attention_lib.attend_cached(
+          q_BxLxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_Bx1xTxS,
+          scale=p.attention_scale, implementation=c.attention)
+      out_BxLxHxDh = _constrain(out_BxLxHxDh, ("batch", "length", "heads", "kv"))
+      return _matmul(out_BxLxHxDh, wo, dtype), (k_BxSxKxDh, v_BxSxKxDh)
     out_BxLxHxDh = attention_lib.attend(
         q_BxLxHxDh, k_BxLxKxDh, v_BxLxKxDh, masks.segment_ids_BxL,
         masks.prefix_mask_BxL, scale=p.attention_scale, implementation=c.attention,
@@ -244,11 +328,14 @@ class Block(nn.Module):
   par: param_lib.Parametrization
 
   @nn.compact
-  def __call__(self, x_BxLxD, positions_BxL, masks):
+  def __call__(self, x_BxLxD, positions_BxL, masks, layer_kv=None):
     c, p = self.cfg, self.par
     pdtype = _DTYPES[c.param_dtype]
     attn = Attention(c, p, name="attn")(
-        Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL, masks)
+        Norm(c.norm, pdtype, name="attn_norm")(x_BxLxD), positions_BxL, masks,
+        layer_kv)
+    if layer_kv is not None:
+      attn, layer_kv = attn
     self.sow("intermediates", "attn_out", attn)
     x = x_BxLxD + _scaled(attn, p.residual_mult)
     mlp = Mlp(c, p, name="mlp")(Norm(c.norm, pdtype, name="mlp_norm")(x))
@@ -256,7 +343,7 @@ class Block(nn.Module):
     x = x + _scaled(mlp, p.residual_mult)
     x = _constrain(x, ("batch", "length", "embed"))
     self.sow("intermediates", "residual", x)
-    return x, None
+    return x, layer_kv
 
 
 class Transformer(nn.Module):
@@ -265,7 +352,9 @@ class Transformer(nn.Module):
   ``__call__(inputs_BxL, segment_ids_BxL, positions_BxL, prefix_mask_BxL)``
   returns float32 logits [B, L, V]. ``seq_len`` sizes the learned position
   table. ``par`` is the parametrisation (:func:`build` derives it; None
-  means SP for ``cfg``).
+  means SP for ``cfg``). With ``cache=`` a :class:`KVCache` the arrays are
+  the T new tokens [B, T] and it returns ``(logits [B, T, V], the cache with
+  them written)`` (module docstring).
   """
 
   cfg: Any
@@ -275,7 +364,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs_BxL, segment_ids_BxL, positions_BxL,
-               prefix_mask_BxL=None):
+               prefix_mask_BxL=None, cache: KVCache | None = None):
     c = self.cfg
     p = self.par if self.par is not None else param_lib.standard(c)
     dtype, pdtype = compute_dtype(c), _DTYPES[c.param_dtype]
@@ -293,22 +382,36 @@ class Transformer(nn.Module):
       x = x + sinusoidal(positions_BxL, c.d_model).astype(dtype)
     x = _constrain(x, ("batch", "length", "embed"))
     self.sow("intermediates", "embed", x)
-    mask = attention_mask(segment_ids_BxL, prefix_mask_BxL)
+    if cache is None:
+      mask, kv = attention_mask(segment_ids_BxL, prefix_mask_BxL), None
+    else:
+      seg_BxS, prefix_BxS, allowed = cached_mask(cache, segment_ids_BxL,
+                                                 prefix_mask_BxL)
+      mask, kv = (allowed, cache.index), (cache.k_NxBxSxKxDh,
+                                          cache.v_NxBxSxKxDh)
 
     block = Block
     if c.remat:
       block = nn.remat(block, prevent_cse=not c.scan_layers,
                        policy=remat_policy(c.remat_policy))
     if c.scan_layers:
-      x, _ = nn.scan(
+      # The cache's layer axis is scanned with the blocks' parameters.
+      in_axes = (nn.broadcast, nn.broadcast) + ((0,) if kv is not None else ())
+      x, kv = nn.scan(
           block, variable_axes={"params": 0, "intermediates": 0},
           split_rngs={"params": True},
-          in_axes=(nn.broadcast, nn.broadcast), length=c.n_layers,
+          in_axes=in_axes, length=c.n_layers,
           metadata_params={nn.PARTITION_NAME: "layers"})(c, p, name="blocks")(
-              x, positions_BxL, mask)
+              x, positions_BxL, mask, *(() if kv is None else (kv,)))
     else:
+      layers = []
       for i in range(c.n_layers):
-        x, _ = block(c, p, name=f"block_{i}")(x, positions_BxL, mask)
+        layer_kv = None if kv is None else (kv[0][i], kv[1][i])
+        x, layer_kv = block(c, p, name=f"block_{i}")(x, positions_BxL, mask,
+                                                     layer_kv)
+        layers.append(layer_kv)
+      if kv is not None:
+        kv = tuple(jnp.stack([layer[j] for layer in layers]) for j in (0, 1))
     x = Norm(c.norm, pdtype, name="final_norm")(x)
     if c.tie_embeddings:
       w_DxV = embedding.T
@@ -320,7 +423,11 @@ class Transformer(nn.Module):
                      preferred_element_type=jnp.float32).reshape(b, length, -1)
     logits = _scaled(logits, p.logit_mult)
     self.sow("intermediates", "logits", logits)
-    return _constrain(logits, ("batch", "length", "vocab"))
+    logits = _constrain(logits, ("batch", "length", "vocab"))
+    if cache is None:
+      return logits
+    return logits, KVCache(kv[0], kv[1], seg_BxS, prefix_BxS,
+                           cache.index + inputs_BxL.shape[1])
 
 
 def init_params(model: Transformer, seed: int):

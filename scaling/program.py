@@ -66,6 +66,7 @@ class Program:
   train_step: Any
   eval_step: Any
   _init: Callable[[], dict]
+  _from_params: Callable[[dict], dict]
 
   def context(self) -> contextlib.ExitStack:
     """The mesh and logical-axis-rule context every trace runs under."""
@@ -105,6 +106,16 @@ class Program:
       options = {"xla_backend_optimization_level": 0} if platform == "cpu" else None
       return lowered.compile(options)()
 
+  def state_from_params(self, params) -> dict:
+    """The train state of given parameters: a fresh optimizer state, step 0.
+
+    Args:
+      params: a parameter tree of ``abstract_state["params"]``'s structure
+        (e.g. restored from another run's checkpoint).
+    """
+    with self.context():
+      return self._from_params(params)
+
 
 def mesh_context(mesh) -> contextlib.ExitStack:
   """Enters ``mesh`` (a ``Mesh`` or ``AbstractMesh``) and the logical-axis
@@ -133,7 +144,7 @@ def abstract_batch(batch_size: int, seq_len: int, batch_sharding) -> dict:
 
 
 def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
-  """(init_fn, state_shardings) from shapes alone."""
+  """(init_fn, from_params_fn, state_shardings) from shapes alone."""
   with mesh_context(mesh):
     boxed = jax.eval_shape(lambda: model_lib.init_params(model, seed))
   param_shardings = sharding.logical_shardings(mesh, boxed)
@@ -153,12 +164,14 @@ def _state_layout(model, mesh, seed: int, decay_embeddings: bool):
   shardings = dict(params=param_shardings, opt_state=opt_shardings,
                    step=sharding.replicated(mesh))
 
-  def init_fn():
-    params = nn.unbox(model_lib.init_params(model, seed))
+  def from_params(params):
     return dict(params=params, opt_state=tx.init(params),
                 step=jnp.zeros((), jnp.int32))
 
-  return init_fn, shardings
+  def init_fn():
+    return from_params(nn.unbox(model_lib.init_params(model, seed)))
+
+  return init_fn, from_params, shardings
 
 
 def build(config, mesh) -> Program:
@@ -178,8 +191,8 @@ def build(config, mesh) -> Program:
                          schedules.resolve_warmup(config.schedule, total))
   decay_embeddings = config.optimizer.decay_embeddings
   with sharding.rules_context():
-    init_fn, shardings = _state_layout(model, mesh, config.train.seed,
-                                       decay_embeddings)
+    init_fn, from_params, shardings = _state_layout(
+        model, mesh, config.train.seed, decay_embeddings)
   with mesh_context(mesh):
     shapes = jax.eval_shape(init_fn)
   abstract_state = jax.tree.map(
@@ -205,4 +218,6 @@ def build(config, mesh) -> Program:
       abstract_hp={k: jax.ShapeDtypeStruct((), np.float32, sharding=rep)
                    for k in hp},
       train_step=train_step, eval_step=eval_step,
-      _init=jax.jit(init_fn, out_shardings=shardings))
+      _init=jax.jit(init_fn, out_shardings=shardings),
+      _from_params=jax.jit(from_params, in_shardings=(shardings["params"],),
+                           out_shardings=shardings))

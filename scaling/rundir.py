@@ -11,7 +11,7 @@ written except the claim (DESIGN.md §3):
 * :func:`check_identity`: a directory of another run is refused;
 * :func:`parse_init_from`: ``RUN_DIR@STEP`` names a saved checkpoint;
 * :func:`provenance`: git commit, library versions and corpus hash for
-  ``config.json``.
+  ``config.json``; :func:`read_run_config` reads another run's.
 """
 
 from __future__ import annotations
@@ -157,6 +157,24 @@ def parse_init_from(spec: str) -> tuple[epath.Path, int]:
         "--init-from", f"{run_dir} has no checkpoint at step {step}; saved "
         f"steps: {saved or 'none'}.")
   return run_dir, int(step)
+
+
+def read_run_config(run_dir, flag: str = "--init-from") -> dict:
+  """A run directory's ``config.json`` (identity, config, provenance).
+
+  Raises:
+    ConfigError: (``flag``) no readable ``config.json`` with a ``config``.
+  """
+  path = absolute(run_dir) / "config.json"
+  try:
+    record = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ConfigError(flag, f"cannot read {path} ({type(e).__name__}); give "
+                      "the directory of a training run.") from e
+  if not isinstance(record, dict) or "config" not in record:
+    raise ConfigError(flag, f"{path} is not a run's config.json (no "
+                      "'config'); give the directory of a training run.")
+  return record
 
 
 def provenance(corpus) -> dict:

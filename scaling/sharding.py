@@ -19,6 +19,7 @@ import math
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from scaling.config import ConfigError
@@ -231,3 +232,14 @@ def to_global(local_batch: dict[str, np.ndarray], mesh: Mesh,
           sharding, v, (v.shape[0] * count,) + v.shape[1:])
       for k, v in local_batch.items()
   }
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A global array as one whole host array on every process.
+
+  Single process: ``jax.device_get``; several processes: an all-gather of
+  the process-local rows (``multihost_utils.process_allgather``, tiled).
+  """
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))

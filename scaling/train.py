@@ -7,6 +7,14 @@ claims the directory, builds the run's program once
 restores, then runs the loop: the compiled, donated train step, periodic
 eval and checkpoints, ``metrics.jsonl`` and TensorBoard, and finally
 ``summary.json``.
+
+The loop (:func:`execute`) is shared by every kind of run: a :class:`Setup`
+gives it the program, a data source (``local_batch(step)``), an evaluator
+(``params -> dict of metrics``), a :class:`Start` (where the state comes from
+when the directory holds no checkpoint: fresh, another run's full state, or
+another run's parameters only) and a hook for the summary's own fields.
+Pretraining (:func:`train`) and fine-tuning (:mod:`scaling.finetune`) build
+their setups and run the same loop.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from etils import epath
 import jax
@@ -41,35 +49,110 @@ TERMINATED = "terminated"  # summary-less stop after SIGTERM (checkpoint saved)
 IdentityMismatch = rundir.IdentityMismatch
 
 
+class DataSource(Protocol):
+  """This process's rows of every global batch of a run."""
+  unique_tokens: int
+
+  def local_batch(self, step: int) -> dict:
+    """The batch dict of optimizer step ``step``, [local rows, L] arrays."""
+
+  def epochs_at(self, step: int) -> float:
+    """Epochs of the training set consumed by steps ``[0, step)``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+  """Where the train state comes from when the run directory holds none.
+
+  Attributes:
+    source: ``(RUN_DIR, STEP)`` of another run's checkpoint, or None for a
+      fresh init (``config.train.seed``).
+    params_only: with a source, restore its parameters only: a fresh
+      optimizer state, step 0 and counters (``tokens``, ``flops``,
+      ``loss_tokens``) from 0 (fine-tuning). Otherwise the full state and
+      its counters continue (``--init-from`` of ``scaling train``).
+  """
+  source: tuple[epath.Path, int] | None = None
+  params_only: bool = False
+
+
 @dataclasses.dataclass
-class _Setup:
-  """What the loop needs, built and checked by :func:`_prepare`."""
+class Setup:
+  """What the loop needs, every part checked before anything is written.
+
+  Attributes:
+    config, workdir, identity, corpus, program: the run's validated config,
+      absolute directory, identity hash, corpus and program.
+    start: the :class:`Start` of a run without a checkpoint.
+    record: ``config.json``'s content (identity, config, provenance, ...).
+    make_data: ``(shard_index, shard_count) -> DataSource``.
+    make_evaluator: ``() -> (params -> dict)``, called under the program's
+      mesh context; the dict is merged into each eval record and the summary.
+    summary_extra: ``(state, summary) -> dict`` of the run kind's own
+      summary fields, called at the end (not after SIGTERM) under the mesh
+      context with the final state (None unless the run finished).
+    peak, peak_source: the MFU peak FLOP/s and where it comes from.
+    t_start: ``time.time()`` when the command started.
+  """
 
   config: Any
   workdir: epath.Path
   identity: str
   corpus: Any
   program: program_lib.Program
-  init_from: tuple[epath.Path, int] | None
+  start: Start
+  record: dict
+  make_data: Callable[[int, int], DataSource]
+  make_evaluator: Callable[[], Callable[[Any], dict]]
+  summary_extra: Callable[[dict, dict], dict]
   peak: float
   peak_source: str
   t_start: float
 
 
-def _prepare(config, workdir, init_from: str | None) -> _Setup:
-  """Every check that can fail before anything is compiled or written."""
+def measure_peak(config) -> tuple[float, str]:
+  """The MFU peak FLOP/s of the visible devices and its source.
+
+  Measured outside the run's mesh context (its own mesh).
+  """
+  return peak_lib.peak_flops(jax.devices(), config.model.dtype)
+
+
+def _prepare(config, workdir, init_from: str | None) -> Setup:
+  """Every check of a pretraining run that can fail before anything is
+  compiled or written."""
   t_start = time.time()
   validation.validate(config, jax.device_count())
+  if config.finetune.task:
+    raise ConfigError("finetune.task", (
+        f"is '{config.finetune.task}': a fine-tuning config; run it with "
+        "`scaling finetune` (`scaling train` pretrains)."))
   workdir = rundir.check_workdir(workdir)
   source = rundir.parse_init_from(init_from) if init_from else None
   corpus = sources.load_corpus(config.data)
   identity = identity_lib.identity_hash(config, corpus.corpus_hash)
   rundir.check_identity(workdir, identity)
   program = program_lib.build(config, sharding.make_mesh(config))
-  # The MFU peak is measured outside the run's mesh context (its own mesh).
-  peak, peak_source = peak_lib.peak_flops(jax.devices(), config.model.dtype)
-  return _Setup(config, workdir, identity, corpus, program, source, peak,
-                peak_source, t_start)
+  peak, peak_source = measure_peak(config)
+  record = dict(identity=identity, config=config.to_dict(),
+                provenance=rundir.provenance(corpus),
+                flops_formula=accounting.FLOPS_FORMULA)
+
+  def make_data(shard_index, shard_count):
+    return pipeline.TrainStream(
+        corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
+        config.seq_len, config.batch_size, config.data.seed,
+        max_tokens=config.data.max_tokens, objective_cfg=config.objective,
+        process_index=shard_index, process_count=shard_count)
+
+  def summary_extra(state, summary):
+    del state, summary
+    return dict(unigram_bpb=pipeline.unigram_entropy_bits_per_byte(corpus.val))
+
+  return Setup(config, workdir, identity, corpus, program, Start(source),
+               record, make_data,
+               lambda: evaluation.Evaluator(config, corpus, program),
+               summary_extra, peak, peak_source, t_start)
 
 
 def train(config, workdir, init_from: str | None = None) -> dict:
@@ -94,7 +177,20 @@ def train(config, workdir, init_from: str | None = None) -> dict:
       live command, an ``--init-from`` checkpoint of another shape (all
       before anything is compiled; nothing is written).
   """
-  setup = _prepare(config, workdir, init_from)
+  return execute(_prepare(config, workdir, init_from))
+
+
+def execute(setup: Setup) -> dict:
+  """Claims the run directory and runs the loop of ``setup``.
+
+  Returns:
+    The summary, as :func:`train`.
+
+  Raises:
+    ConfigError: the directory is held by a live command, or a check made
+      before anything is written failed (a checkpoint of another shape); a
+      directory this call created is then removed again.
+  """
   created = not setup.workdir.exists()
   claim = rundir.claim(setup.workdir)
   try:
@@ -117,7 +213,7 @@ def _remove_if_only_claim(workdir: epath.Path) -> None:
     workdir.rmdir()
 
 
-def _restore(setup: _Setup, ckpt: ckpt_lib.Checkpointer):
+def _restore(setup: Setup, ckpt: ckpt_lib.Checkpointer):
   """(start step, state, counters, history): resumed, initialised from, or
   fresh; ``history`` is the ``--init-from`` source's metrics records up to
   its step (``metrics.branch_history``), None otherwise."""
@@ -128,10 +224,15 @@ def _restore(setup: _Setup, ckpt: ckpt_lib.Checkpointer):
   if restored is not None:
     start, state, meta = restored
     print(f"Resuming {setup.workdir} from step {start}.", flush=True)
-  elif setup.init_from is not None:
-    src_dir, start = setup.init_from
+  elif setup.start.source is not None:
+    src_dir, start = setup.start.source
     src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
     try:
+      if setup.start.params_only:
+        params = src.restore_params(start, program.abstract_state["params"])
+        print(f"Initialised the parameters from {src_dir} step {start} "
+              "(fresh optimizer state, step 0).", flush=True)
+        return 0, program.state_from_params(params), counters, None
       state, meta = src.restore(start, program.abstract_state)
     finally:
       src.close()
@@ -145,11 +246,11 @@ def _restore(setup: _Setup, ckpt: ckpt_lib.Checkpointer):
   return start, state, counters, history
 
 
-def _check_init_from(setup: _Setup) -> None:
-  """The ``--init-from`` checkpoint's parameters fit this config's shapes."""
-  if setup.init_from is None:
+def _check_init_from(setup: Setup) -> None:
+  """The source checkpoint's parameters fit this config's shapes."""
+  if setup.start.source is None:
     return
-  src_dir, step = setup.init_from
+  src_dir, step = setup.start.source
   src = ckpt_lib.Checkpointer(src_dir / "checkpoints", 1, False)
   try:
     src.check_shapes(step, setup.program.abstract_state, f"{src_dir}@{step}")
@@ -157,7 +258,7 @@ def _check_init_from(setup: _Setup) -> None:
     src.close()
 
 
-def _run(setup: _Setup) -> dict:
+def _run(setup: Setup) -> dict:
   """Writes config.json, then the training loop; returns the summary."""
   config, workdir, program = setup.config, setup.workdir, setup.program
   is_main = jax.process_index() == 0
@@ -168,10 +269,7 @@ def _run(setup: _Setup) -> dict:
     _check_init_from(setup)  # a resumed run ignores --init-from
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
-    metrics_lib.write_json_atomic(workdir / "config.json", dict(
-        identity=setup.identity, config=config.to_dict(),
-        provenance=rundir.provenance(setup.corpus),
-        flops_formula=accounting.FLOPS_FORMULA))
+    metrics_lib.write_json_atomic(workdir / "config.json", setup.record)
 
   steps_total = accounting.train_steps(config)
   per_step = accounting.flops_per_step(config)
@@ -185,16 +283,12 @@ def _run(setup: _Setup) -> dict:
   with program.context():
     start, state, counters, history = _restore(setup, ckpt)
     shard_index, shard_count = sharding.process_shard(mesh)
-    data = pipeline.TrainStream(
-        setup.corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
-        config.seq_len, config.batch_size, config.data.seed,
-        max_tokens=config.data.max_tokens, objective_cfg=config.objective,
-        process_index=shard_index, process_count=shard_count)
+    data = setup.make_data(shard_index, shard_count)
     rows = config.batch_size // shard_count
     print(f"data: process {jax.process_index()} loads rows "
           f"[{shard_index * rows}, {(shard_index + 1) * rows}) of each "
           f"global batch of {config.batch_size}", flush=True)
-    evaluator = evaluation.Evaluator(config, setup.corpus, program)
+    evaluator = setup.make_evaluator()
     t_compile = time.time()
     lowered = program.lower()
     compiled = lowered.compile()
@@ -286,12 +380,16 @@ def _run(setup: _Setup) -> dict:
           workdir, "train_loss"),
       epochs=data.epochs_at(step), unique_tokens=data.unique_tokens,
       identity=setup.identity, corpus_hash=setup.corpus.corpus_hash,
-      unigram_bpb=pipeline.unigram_entropy_bits_per_byte(setup.corpus.val),
-      wall_seconds=time.time() - setup.t_start,
       compile_seconds=compile_seconds,
       program_fingerprint=program_lib.fingerprint(lowered),
       peak_flops_per_sec=setup.peak, peak_source=setup.peak_source)
   summary.update(last_eval)
+  if summary["status"] != TERMINATED:
+    # A failed step's input state was donated: only a finished run's is passed.
+    final = state if summary["status"] == "finished" else None
+    with program.context():
+      summary.update(setup.summary_extra(final, summary))
+  summary["wall_seconds"] = time.time() - setup.t_start
   if is_main and summary["status"] != TERMINATED:
     metrics_lib.write_json_atomic(workdir / "summary.json", summary)
   return summary

@@ -20,6 +20,7 @@ from scaling import sharding
 from scaling.config import ConfigError
 from scaling.config import check_keys
 from scaling.config import d_head
+from scaling.config import default_config
 from scaling.config import get_dotted
 from scaling.data import sources
 
@@ -35,6 +36,7 @@ _CHOICES = {
     "model.zero_init": parametrization.ZERO_INIT,
     "optimizer.name": ("adamw",),
     "schedule.name": schedules.SCHEDULES,
+    "finetune.attention": ("prefix", "causal"),
     "schedule.decay_shape": schedules.DECAY_SHAPES,
 }
 _POSITIVE = ("batch_size", "seq_len", "model.d_model", "model.n_layers",
@@ -145,6 +147,34 @@ def _check_data_and_eval(config) -> None:
   if e.batches == 0 or e.batches < -1:
     raise ConfigError("eval.batches", f"is {e.batches}; use a positive "
                       "number of batches, or -1 for the whole split.")
+  if e.task_examples == 0 or e.task_examples < -1:
+    raise ConfigError("eval.task_examples", f"is {e.task_examples}; use a "
+                      "positive number of validation examples, or -1 for all.")
+
+
+_SET_BY_FINETUNE = ("task_hash", "source_identity", "source_step")
+
+
+def _check_finetune(f) -> None:
+  """The fine-tuning section (``scaling.finetune``; empty for pretraining)."""
+  if f.max_new_tokens == 0 or f.max_new_tokens < -1:
+    raise ConfigError("finetune.max_new_tokens", f"is {f.max_new_tokens}; "
+                      "use a positive token count, or -1 for the task's "
+                      "target budget + 1 (EOS).")
+  if f.source_step < -1:
+    raise ConfigError("finetune.source_step", f"is {f.source_step}; it is "
+                      "set by scaling finetune --init-from RUN_DIR@STEP.")
+  if bool(f.source_identity) != (f.source_step >= 0):
+    raise ConfigError("finetune.source_identity", (
+        "and finetune.source_step are set together by scaling finetune "
+        "--init-from RUN_DIR@STEP (both empty from scratch); do not set them "
+        "by hand."))
+  if not f.task:
+    for key in _SET_BY_FINETUNE:
+      if f[key] != default_config().finetune[key]:
+        raise ConfigError(f"finetune.{key}", (
+            "is set without finetune.task; it is set by scaling finetune "
+            "(from --task and --init-from), not by hand."))
 
 
 class MeshMismatch(ConfigError):
@@ -203,6 +233,7 @@ def validate(config, n_devices: int | None = None) -> None:
   _check_model(config.model)
   _check_length_and_schedule(config)
   _check_data_and_eval(config)
+  _check_finetune(config.finetune)
   attention.validate_config(config)
   if config.objective.name != "causal_lm":
     objectives.validate(config)

@@ -131,6 +131,11 @@ def test_every_identity_field_of_the_schema_is_registered():
     for key in schema[section]:
       assert key in v1 or f"{section}.{key}" in identity.INTRODUCED, (
           f"{section}.{key}: add it to scaling.identity.INTRODUCED")
+  for section in identity.ADDED_SECTIONS:
+    for key in schema[section]:
+      assert f"{section}.{key}" in identity.INTRODUCED, (
+          f"{section}.{key}: add it to scaling.identity.INTRODUCED")
+      assert schema[section][key] == identity.INTRODUCED[f"{section}.{key}"]
   for dotted in identity.INTRODUCED:
     assert config_lib.get_dotted(schema, dotted) is not None
 

@@ -111,6 +111,27 @@ def example_fields(input_text: str | bytes, target_text: str | bytes, *,
   return fields
 
 
+def prompt_fields(input_text: str | bytes, *, attention: str = "prefix",
+                  separator: int = tok.BOS) -> tuple[np.ndarray, int]:
+  """The decoding prompt of an example: its row's first ``|input| + 1`` tokens.
+
+  The input bytes and SEP, exactly as :func:`example_fields` lays them out,
+  so a model fine-tuned on these rows generates the target after them.
+
+  Returns:
+    ``(tokens int32 [|input| + 1], n_prefix)``: ``n_prefix`` is how many of
+    them are in the bidirectional prefix (all for ``prefix``, 0 for
+    ``causal``).
+
+  Raises:
+    ValueError: as :func:`example_fields`.
+  """
+  fields = example_fields(input_text, b"", attention=attention,
+                          separator=separator)
+  n = fields["inputs"].shape[0] - 1  # without the EOS of the empty target
+  return fields["inputs"][:n], int(fields["prefix_mask"][:n].sum())
+
+
 def _pairs(examples) -> list[tuple[str, bytes, bytes]]:
   out = []
   for i, e in enumerate(examples):

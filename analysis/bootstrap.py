@@ -187,6 +187,17 @@ def resample_starts(theta_full: np.ndarray, fun_grad_full, k: int,
 
 def run_bootstrap(ctx: dict, n_resamples: int, seed: int = 0,
                   level: float = 0.95) -> dict:
+  """Refits every estimate on ``n_resamples`` resamples of the runs (see
+  :func:`_run_bootstrap`). A resample whose fit runs off to an unbounded
+  coefficient gives inf or NaN samples, which the intervals and the report's
+  identifiability flags state ("interval spans a factor inf"); numpy's
+  overflow warnings for them are not printed as well."""
+  with np.errstate(over="ignore", invalid="ignore"):
+    return _run_bootstrap(ctx, n_resamples, seed, level)
+
+
+def _run_bootstrap(ctx: dict, n_resamples: int, seed: int = 0,
+                   level: float = 0.95) -> dict:
   """Refits every estimate on ``n_resamples`` resamples of the runs.
 
   Args:

@@ -201,13 +201,14 @@ def _coverage(seeds, broken=1.0, k=100):
 
 @pytest.mark.slow
 def test_holdout_error_interval_covers_the_true_error_in_most_seeds():
-  hits = _coverage(range(20))
-  # Nominal 95%; measured 20 of 20 (CI) and 20 of 20 (prediction interval).
-  assert hits[:, 0].sum() >= 16 and hits[:, 1].sum() >= 16, hits
+  hits = _coverage(range(12))
+  # Nominal 95%; measured 20 of 20 seeds (CI) and 20 of 20 (prediction
+  # interval); 12 seeds keep the test's time in the suite's budget.
+  assert hits[:, 0].sum() >= 10 and hits[:, 1].sum() >= 10, hits
   # Negative control: a held-out run 20% above the law in task loss (a
   # model that underperforms its size; 6 points below the law's accuracy)
   # is a misfit neither interval may cover (measured 0 of 8 for both).
-  broken = _coverage(range(8), broken=1.2)
+  broken = _coverage(range(6), broken=1.2)
   assert broken[:, 0].sum() <= 1 and broken[:, 1].sum() <= 1, broken
 
 

@@ -50,13 +50,13 @@ def _from_abandoned_read(exc, tb) -> bool:
 
 
 class _AbandonedRestoreFilter(logging.Filter):
-  """Drops asyncio's "Task/Future exception was never retrieved" for the
-  abandoned tensorstore reads of orbax (see :func:`_quiet_abandoned_reads`)."""
+  """Drops asyncio's "<class> exception was never retrieved" (Task, Future,
+  and the ``_GatheringFuture`` of ``asyncio.gather``) for the abandoned
+  tensorstore reads of orbax (see :func:`_quiet_abandoned_reads`)."""
 
   def filter(self, record):
     msg = record.getMessage()
-    if not msg.startswith(("Task exception was never retrieved",
-                           "Future exception was never retrieved")):
+    if not msg.partition("\n")[0].endswith("exception was never retrieved"):
       return True
     exc_info = record.exc_info or (None, None, None)
     return not (_ORBAX_DIR in msg or "tensorstore_spec" in msg

@@ -160,5 +160,17 @@ def test_abandoned_read_filter_keeps_other_errors():
                             "future: <... tensorstore_spec=...>"))
   assert not flt.filter(rec("Task exception was never retrieved\nfuture: <Task "
                             f"coro=<read() defined at {checkpoint._ORBAX_DIR}/x.py>"))
+  try:  # asyncio.gather's future: the orbax frames are in the traceback
+    _read_in_orbax = compile("raise ValueError('OUT_OF_RANGE')",
+                             f"{checkpoint._ORBAX_DIR}/serialization.py", "exec")
+    exec(_read_in_orbax)  # pylint: disable=exec-used
+  except ValueError:
+    gathered = logging.LogRecord(
+        "asyncio", logging.ERROR, "", 0, "_GatheringFuture exception was never "
+        "retrieved\nfuture: <_GatheringFuture finished exception=...>", None,
+        sys.exc_info())
+  assert not flt.filter(gathered)
+  assert flt.filter(rec("_GatheringFuture exception was never retrieved\n"
+                        "future: <_GatheringFuture finished exception=...>"))
   assert flt.filter(rec("Task exception was never retrieved\nfuture: <my_coro>"))
   assert flt.filter(rec("Unclosed client session"))

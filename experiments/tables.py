@@ -9,7 +9,8 @@ tags, the planned config columns (:data:`CONFIG_COLUMNS`, ``steps_planned``,
 ``tokens``, ``flops``, ``flops_6nd``, ``flops_kaplan``, ``params_*``,
 ``train_loss``, ``eval_loss``, ``eval_bpb``, ``wall_seconds``,
 ``compile_seconds``, ...). ``curves.csv``: ``run, step, tokens, flops,
-train_loss, eval_loss``.
+train_loss, eval_loss``, then the in-loop task scores (``eval.tasks``: every
+``task_*`` key logged, empty where a run logged none).
 
 An experiment with WSD decay branches adds ``branch_of`` (the full name of
 a branch's stable run, empty for other runs: the analysis resamples a
@@ -134,6 +135,7 @@ def curve_rows(name: str, run_dir) -> list[dict]:
     for key in CURVE_COLUMNS[2:]:
       value = record.get(key)
       row[key] = math.nan if value is None else value
+    row.update((k, v) for k, v in record.items() if k.startswith("task_"))
     rows.append(row)
   return rows
 
@@ -184,7 +186,8 @@ def write_tables(experiment: Experiment, sweep_dir,
     rows.append(result_row(run, name, status, summary, branch_of))
     curves.extend(curve_rows(name, sweep_dir / name))
   write_csv_atomic(sweep_dir / "results.csv", rows)
-  write_csv_atomic(sweep_dir / "curves.csv", curves, CURVE_COLUMNS)
+  tasks = sorted({k for row in curves for k in row} - set(CURVE_COLUMNS))
+  write_csv_atomic(sweep_dir / "curves.csv", curves, [*CURVE_COLUMNS, *tasks])
   return rows
 
 

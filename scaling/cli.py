@@ -21,6 +21,7 @@ anything is compiled.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -483,6 +484,12 @@ def _print_summary(summary: dict, keys=_SUMMARY_KEYS) -> None:
       value = summary[key]
       text = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
       print(f"  {key:>21}: {text}")
+  for key in sorted(summary):  # eval.tasks: zero-shot accuracy ± its SE
+    if key.startswith("task_") and key.endswith("_accuracy"):
+      print(f"  {key[5:]:>21}: {summary[key]:.3f} ± "
+            f"{summary.get(key + '_se', math.nan):.3f} (zero-shot, "
+            f"{summary.get('task_eval_share', math.nan):.1%} of the time on "
+            "task evals)")
   if summary.get("eval_bpb") and summary.get("unigram_bpb"):
     ratio = summary["eval_bpb"] / summary["unigram_bpb"]
     side = "below" if ratio <= 1 else "above"

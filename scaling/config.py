@@ -129,6 +129,9 @@ def default_config() -> ml_collections.ConfigDict:
       # fine-tuning: validation examples decoded per eval (tagging and
       # generation tasks; classification scores the whole split); -1: all
       task_examples=64,
+      # pretraining: zero-shot task scores at every eval (scaling.task_eval.
+      # InLoopTasks), comma-separated task names or .jsonl paths; "" none
+      tasks="",
   ))
   # Fine-tuning on a downstream task (scaling finetune; scaling.finetune).
   # Empty for pretraining runs. task_hash, source_identity and source_step

@@ -32,15 +32,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import time
 
 import numpy as np
 
 from scaling import decode
+from scaling import objectives
 from scaling import evaluation
 from scaling import sharding
 from scaling import tokenizer as tok_lib
+from scaling.config import ConfigError
 from scaling.data import packing
 from scaling.tasks import metrics as task_metrics
+from scaling.tasks import registry as tasks_registry
 from scaling.tasks import rows as rows_lib
 
 
@@ -87,20 +92,26 @@ class TaskEvaluator:
     program: the run's :class:`scaling.program.Program` (its eval step and
       model).
     split: ``validation`` or ``test`` (or ``train``).
-    limit: at most this many examples are decoded (tagging, generation);
-      -1: all. Classification always scores the whole split.
+    limit: at most this many examples are decoded (tagging, generation),
+      or with ``decoding`` False scored (every kind); -1: all. Otherwise
+      classification scores the whole split.
     prefix: the metric keys' prefix.
+    attention: ``prefix`` or ``causal`` rows (default
+      ``config.finetune.attention``).
+    decoding: False: tagging and generation give their gold-answer figures
+      only (``gold_bpb``, ``loss``), without decoding.
 
   Raises:
     ValueError: an empty split, or an example that does not fit ``seq_len``.
   """
 
   def __init__(self, config, task, program, split: str = "validation",
-               limit: int = -1, prefix: str = "val_"):
+               limit: int = -1, prefix: str = "val_",
+               attention: str | None = None, decoding: bool = True):
     examples = tuple(task.splits[split])
     if not examples:
       raise ValueError(f"task {task.name!r} has no {split} examples")
-    if task.kind != "classification" and limit > 0:
+    if (task.kind != "classification" or not decoding) and limit > 0:
       examples = examples[:limit]
     splits = {s: () for s in task.splits}
     splits[split] = examples
@@ -109,7 +120,8 @@ class TaskEvaluator:
     self.mesh, self.model = program.mesh, program.model
     self._eval_step = program.eval_step
     self._shard = sharding.process_shard(self.mesh)
-    self._attention = config.finetune.attention
+    self._attention = attention or config.finetune.attention
+    self._decoding = decoding
     self._batch_size = config.eval.batch_size
     self._n_real = tok_lib.ByteTokenizer(config.tokenizer.n_sentinels).n_real
     seq_len = config.seq_len
@@ -120,6 +132,7 @@ class TaskEvaluator:
       self._gold = [self._candidates.index(e.target) for e in examples]
     else:
       scored = rows_lib.task_rows(examples, seq_len, attention=self._attention)
+    if task.kind != "classification" and decoding:
       self._max_new = max_new_tokens(config, task)
       self._slots = prompt_slots(task)
       prompts = [rows_lib.prompt_fields(e.input, attention=self._attention)
@@ -176,8 +189,9 @@ class TaskEvaluator:
           [e.target for e in self.task.splits[self.split]], normed)
     else:
       gold_nll, gold_bytes, gold_count = nll, nbytes, count
-      out.update(task_metrics.score_task(self.task, self._generate(params),
-                                         self.split))
+      if self._decoding:
+        out.update(task_metrics.score_task(
+            self.task, self._generate(params), self.split))
     if gold_bytes.sum() > 0:
       bpb, se = evaluation.bits_per_byte(gold_nll, gold_bytes)
     else:  # every gold target is empty: only EOS is predicted
@@ -185,3 +199,88 @@ class TaskEvaluator:
     out.update(gold_bpb=float(bpb), gold_bpb_se=float(se),
                loss=float(gold_nll.sum() / max(gold_count.sum(), 1)))
     return {f"{self.prefix}{k}": v for k, v in out.items()}
+
+
+def in_loop_attention(objective_name: str) -> str:
+  """How an objective's model reads a task row zero-shot: ``causal`` for a
+  causal-attention objective (causal LM, FIM), else ``prefix`` (its trained
+  bidirectional prefix over the input).
+
+  Raises:
+    ValueError: masked LM (it gives no likelihood of an answer).
+  """
+  kind = objectives.attention_kind(objective_name)
+  if kind == "bidirectional":
+    raise ValueError(f"{objective_name}: no likelihood of an answer to rank")
+  return "causal" if kind == "causal" else "prefix"
+
+
+def load_eval_tasks(config, corpus) -> dict:
+  """The tasks of ``eval.tasks`` at the run's ``seq_len`` (name → Task).
+
+  Raises:
+    ConfigError: (``eval.tasks``) a task with no validation example that
+      fits ``seq_len``.
+  """
+  tasks = {}
+  for name in tasks_registry.eval_task_names(config.eval.tasks):
+    try:
+      task = tasks_registry.load_task(name, corpus=corpus,
+                                      seq_len=config.seq_len)
+    except ValueError as e:
+      raise ConfigError("eval.tasks", f"{name!r} at seq_len "
+                        f"{config.seq_len}: {e}") from e
+    if not task.splits.get("validation"):
+      raise ConfigError("eval.tasks", (
+          f"{name!r} has no validation example that fits seq_len "
+          f"{config.seq_len}; raise seq_len or drop the task."))
+    tasks[os.path.splitext(os.path.basename(name))[0]] = task
+  return tasks
+
+
+class InLoopTasks:
+  """``eval.tasks``: zero-shot task scores of a pretraining run at each eval.
+
+  Each task's validation split is scored without fine-tuning, its rows read
+  as the run's objective reads text (:func:`in_loop_attention`), through the
+  run's own eval step. Classification is ranked by the likelihood of each
+  candidate label, the in-loop evaluation of OLMo and lm-eval-harness:
+  ``task_<name>_accuracy``, ``_accuracy_norm`` (ranked by NLL per byte),
+  ``_macro_f1`` and ``_accuracy_se`` (the binomial standard error,
+  √(p(1 − p)/n)); every kind gives ``_gold_bpb`` (± ``_gold_bpb_se``), the
+  bits per byte of the gold answer (Bhagia et al. 2024's task loss), and
+  ``_loss``. Tagging and generation are not decoded in-loop (the first
+  ``eval.task_examples`` examples, gold figures only). ``task_eval_seconds``
+  is the time the call took: the share of the run it costs is in the
+  summary (``task_eval_share``).
+
+  Args:
+    config: the pretraining run's config.
+    tasks: :func:`load_eval_tasks`'s result.
+    program: the run's program (its eval step).
+  """
+
+  def __init__(self, config, tasks: dict, program):
+    attention = in_loop_attention(config.objective.name)
+    self._evaluators = {
+        name: TaskEvaluator(config, task, program, split="validation",
+                            limit=config.eval.task_examples,
+                            prefix=f"task_{name}_", attention=attention,
+                            decoding=False)
+        for name, task in tasks.items()}
+    self.seconds_total = 0.0
+
+  def __call__(self, params) -> dict:
+    t0 = time.time()
+    out = {}
+    for name, evaluate in self._evaluators.items():
+      scores = evaluate(params)
+      accuracy = scores.get(f"task_{name}_accuracy")
+      if accuracy is not None:
+        n = len(evaluate.task.splits["validation"])
+        scores[f"task_{name}_accuracy_se"] = math.sqrt(
+            accuracy * (1 - accuracy) / n)
+      out.update(scores)
+    out["task_eval_seconds"] = time.time() - t0
+    self.seconds_total += out["task_eval_seconds"]
+    return out

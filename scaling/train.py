@@ -40,6 +40,7 @@ from scaling import peak as peak_lib
 from scaling import program as program_lib
 from scaling import rundir
 from scaling import sharding
+from scaling import task_eval
 from scaling import tokenizer as tok_lib
 from scaling import validation
 from scaling.config import ConfigError
@@ -145,14 +146,29 @@ def _prepare(config, workdir, init_from: str | None) -> Setup:
         max_tokens=config.data.max_tokens, objective_cfg=config.objective,
         process_index=shard_index, process_count=shard_count)
 
+  eval_tasks = task_eval.load_eval_tasks(config, corpus)
+  in_loop = []  # the eval.tasks scorer, once the loop has made it
+
+  def make_evaluator():
+    views = evaluation.Evaluator(config, corpus, program)
+    if not eval_tasks:
+      return views
+    in_loop.append(task_eval.InLoopTasks(config, eval_tasks, program))
+    return lambda params: {**views(params), **in_loop[-1](params)}
+
   def summary_extra(state, summary):
     del state, summary
-    return dict(unigram_bpb=pipeline.unigram_entropy_bits_per_byte(corpus.val))
+    extra = dict(
+        unigram_bpb=pipeline.unigram_entropy_bits_per_byte(corpus.val))
+    if in_loop:  # the share of this command's time the task evals took
+      total = in_loop[-1].seconds_total
+      extra.update(task_eval_seconds_total=total,
+                   task_eval_share=total / (time.time() - t_start))
+    return extra
 
   return Setup(config, workdir, identity, corpus, program, Start(source),
-               record, make_data,
-               lambda: evaluation.Evaluator(config, corpus, program),
-               summary_extra, peak, peak_source, t_start)
+               record, make_data, make_evaluator, summary_extra, peak,
+               peak_source, t_start)
 
 
 def train(config, workdir, init_from: str | None = None) -> dict:

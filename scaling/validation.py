@@ -10,6 +10,7 @@ line prints it as ``error: config.<field>: ...`` and exits with status 2.
 from __future__ import annotations
 
 import math
+import os
 
 from scaling import accounting
 from scaling import attention
@@ -23,6 +24,7 @@ from scaling.config import d_head
 from scaling.config import default_config
 from scaling.config import get_dotted
 from scaling.data import sources
+from scaling.tasks import registry as tasks_registry
 
 _CHOICES = {
     "model.mlp": ("gelu", "relu", "swiglu"),
@@ -150,6 +152,26 @@ def _check_data_and_eval(config) -> None:
   if e.task_examples == 0 or e.task_examples < -1:
     raise ConfigError("eval.task_examples", f"is {e.task_examples}; use a "
                       "positive number of validation examples, or -1 for all.")
+  _check_eval_tasks(config)
+
+
+def _check_eval_tasks(config) -> None:
+  """``eval.tasks``: known names or existing .jsonl files, scored by the
+  likelihood of the answer, which a masked LM does not give."""
+  names = tasks_registry.eval_task_names(config.eval.get("tasks", ""))
+  for name in names:
+    if name not in tasks_registry.BUILTIN_TASKS and not (
+        name.endswith(".jsonl") and os.path.isfile(name)):
+      raise ConfigError("eval.tasks", (
+          f"{name!r} is neither a built-in task "
+          f"({', '.join(tasks_registry.BUILTIN_TASKS)}) nor an existing "
+          ".jsonl file."))
+  if names and objectives.attention_kind(config.objective.name) == (
+      "bidirectional"):
+    raise ConfigError("eval.tasks", (
+        f"is '{config.eval.tasks}', but a {config.objective.name} model gives "
+        "no likelihood of an answer to rank: set eval.tasks='' (fine-tune it "
+        "with `scaling finetune` instead)."))
 
 
 _SET_BY_FINETUNE = ("task_hash", "source_identity", "source_step")

@@ -14,10 +14,18 @@ import subprocess
 import sys
 import tempfile
 
-_CACHES = tempfile.mkdtemp(prefix="scaling-test-caches-")
+# One directory per session, shared by pytest-xdist's workers (they inherit
+# the controller's environment) and by every subprocess.
+_CACHES = os.environ.get("SCALING_TEST_CACHES") or tempfile.mkdtemp(
+    prefix="scaling-test-caches-")
+os.environ["SCALING_TEST_CACHES"] = _CACHES
 os.environ["XDG_CACHE_HOME"] = os.path.join(_CACHES, "xdg")
 os.environ["MPLCONFIGDIR"] = os.path.join(_CACHES, "matplotlib")
-os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+# The session's own compilation cache, empty at its start: the many tests
+# that compile the same tiny programs (often in subprocesses) compile each
+# once per session. Tests of the cache itself pass their own directories.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_CACHES, "jax")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 # The suite runs on the CPU. Where libtpu is installed (the `tpu` extra, for
 # the --topology tests) JAX would otherwise try to open local TPU chips in
 # every process, printing warnings and writing logs outside the test's
@@ -67,11 +75,16 @@ def dummy_batch(batch_size: int, seq_len: int) -> dict:
 
 
 def run_subprocess(code: str, devices: int = 8, timeout: int = 600, env=None):
-  """Runs Python ``code`` in a fresh interpreter with ``devices`` fake CPUs."""
+  """Runs Python ``code`` in a fresh interpreter with ``devices`` fake CPUs
+  (``env``: variables to set, or with None to unset)."""
   full_env = dict(os.environ)
   full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   full_env["PYTHONPATH"] = REPO + os.pathsep + full_env.get("PYTHONPATH", "")
-  full_env.update(env or {})
+  for key, value in (env or {}).items():  # None: not set in the subprocess
+    if value is None:
+      full_env.pop(key, None)
+    else:
+      full_env[key] = value
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
                         text=True, timeout=timeout, env=full_env, cwd=REPO)
   if proc.returncode != 0:
@@ -88,3 +101,11 @@ def tiny():
 def pytest_unconfigure(config):
   del config
   shutil.rmtree(_CACHES, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+  """Files with slow tests first (each file's tests stay together, in their
+  order): with pytest-xdist (the README's ``-n 2``) the longest files start
+  early, so no worker runs one alone at the end."""
+  slow = {item.path for item in items if item.get_closest_marker("slow")}
+  items.sort(key=lambda item: item.path not in slow)

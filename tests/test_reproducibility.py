@@ -64,8 +64,11 @@ def _train(cache_dir, xdg, runs) -> list[dict | None]:
   """
   code = (f"import sys; sys.argv = ['-', {str(cache_dir)!r}, "
           f"{json.dumps([[str(w), s, c] for w, s, c in runs])!r}]\n" + _TRAIN)
+  # Without the session's compilation cache: each process has only the
+  # cache it enables itself.
   out = run_subprocess(code, devices=1, timeout=300,
-                       env={"XDG_CACHE_HOME": str(xdg)})
+                       env={"XDG_CACHE_HOME": str(xdg),
+                            "JAX_COMPILATION_CACHE_DIR": None})
   return json.loads(out.split("STATS", 1)[1].strip().splitlines()[0])
 
 

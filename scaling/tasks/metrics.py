@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import sacrebleu
-from seqeval import metrics as seqeval_metrics
-from seqeval import scheme as seqeval_scheme
-from sklearn import metrics as sk_metrics
+import importlib
 
 from scaling.tasks import tagging
+
+
+def _lib(name: str):
+  """A metric library, imported when first used: scikit-learn, seqeval and
+  sacrebleu take about 1.6 s to import, which every training process would
+  otherwise pay (a pretraining run scores tasks only with ``eval.tasks``)."""
+  return importlib.import_module(name)
 
 
 def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
@@ -36,7 +40,7 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     ValueError: different lengths or no examples.
   """
   _same_length(y_true, y_pred)
-  return float(sk_metrics.accuracy_score(list(y_true), list(y_pred)))
+  return float(_lib("sklearn.metrics").accuracy_score(list(y_true), list(y_pred)))
 
 
 def macro_f1(y_true: Sequence, y_pred: Sequence,
@@ -53,7 +57,7 @@ def macro_f1(y_true: Sequence, y_pred: Sequence,
     ValueError: different lengths or no examples.
   """
   _same_length(y_true, y_pred)
-  return float(sk_metrics.f1_score(
+  return float(_lib("sklearn.metrics").f1_score(
       list(y_true), list(y_pred), average="macro",
       labels=None if labels is None else list(labels), zero_division=0))
 
@@ -73,12 +77,12 @@ def span_scores(true_tags: Sequence[Sequence[str]],
     ValueError: different numbers of sequences or no sequence.
   """
   _same_length(true_tags, pred_tags)
-  args = dict(mode="strict", scheme=seqeval_scheme.IOB2, zero_division=0)
+  args = dict(mode="strict", scheme=_lib("seqeval.scheme").IOB2, zero_division=0)
   y_true, y_pred = [list(t) for t in true_tags], [list(p) for p in pred_tags]
   return dict(
-      precision=float(seqeval_metrics.precision_score(y_true, y_pred, **args)),
-      recall=float(seqeval_metrics.recall_score(y_true, y_pred, **args)),
-      f1=float(seqeval_metrics.f1_score(y_true, y_pred, **args)))
+      precision=float(_lib("seqeval.metrics").precision_score(y_true, y_pred, **args)),
+      recall=float(_lib("seqeval.metrics").recall_score(y_true, y_pred, **args)),
+      f1=float(_lib("seqeval.metrics").f1_score(y_true, y_pred, **args)))
 
 
 def span_f1(true_tags: Sequence[Sequence[str]],
@@ -112,7 +116,7 @@ def bleu(hypotheses: Sequence[str], references) -> float:
   Raises:
     ValueError: a reference stream of another length, or no segment.
   """
-  return float(sacrebleu.metrics.BLEU().corpus_score(
+  return float(_lib("sacrebleu.metrics").BLEU().corpus_score(
       list(hypotheses), _references(hypotheses, references)).score)
 
 
@@ -121,7 +125,7 @@ def chrf(hypotheses: Sequence[str], references) -> float:
 
   Args and raises as :func:`bleu`.
   """
-  return float(sacrebleu.metrics.CHRF().corpus_score(
+  return float(_lib("sacrebleu.metrics").CHRF().corpus_score(
       list(hypotheses), _references(hypotheses, references)).score)
 
 

@@ -50,6 +50,11 @@ def _budget(kind, seq_len, max_input_bytes, max_target_bytes):
   return max_in, max_tgt
 
 
+def eval_task_names(text: str) -> tuple[str, ...]:
+  """The names of ``eval.tasks`` (comma-separated, blanks dropped)."""
+  return tuple(n.strip() for n in str(text).split(",") if n.strip())
+
+
 def build_task(name: str, corpus, *, seq_len: int = DEFAULT_SEQ_LEN,
                max_input_bytes: int | None = None,
                max_target_bytes: int | None = None,

@@ -45,7 +45,7 @@ def test_readme_launch_examples_run_as_written(tmp_path):
     assert proc.returncode == 0, (shlex.join(argv), proc.stdout[-4000:],
                                   proc.stderr[-2000:])
   summary = json.loads((tmp_path / "runs" / "mp" / "summary.json").read_text())
-  assert summary["status"] == "finished" and summary["step"] == 40
+  assert summary["status"] == "finished" and summary["step"] == 20
   results = pd.read_csv(tmp_path / "sweeps" / "tiny" / "results.csv")
   assert len(results) == 3 and (results["status"] == "finished").all()
 

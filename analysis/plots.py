@@ -575,3 +575,27 @@ def plot_downstream(out_dir: str, panels: dict, stem: str, *,
                fontsize=9)
   bx.legend(fontsize=7, loc="upper left")
   return _save(fig, out_dir, stem)
+
+
+def plot_wsd_branches(out_dir: str, runs) -> list[str]:
+  """Final eval loss against training tokens D per size: WSD decay branches
+  (solid) beside the same lengths trained with cosine (dashed).
+
+  Args:
+    out_dir: where ``wsd_branches.{png,svg}`` go.
+    runs: the ``wsd_branches`` results table (columns ``status``, ``shape``,
+      ``role``, ``tokens``, ``eval_loss``).
+  """
+  fig, (ax,) = _figure()
+  fin = runs[runs["status"] == "finished"]
+  for i, (shape, group) in enumerate(fin.groupby("shape", sort=False)):
+    for role, style in (("branch", "o-"), ("independent", "s--")):
+      g = group[group["role"] == role].sort_values("tokens")
+      if len(g):
+        ax.plot(g["tokens"], g["eval_loss"], style, color=f"C{i}", ms=4,
+                label=f"{shape} {'WSD branch' if role == 'branch' else 'cosine'}")
+  ax.set_xscale("log")
+  ax.set_xlabel(D_LABEL)
+  ax.set_ylabel("final eval loss (nats)")
+  ax.legend(fontsize=7, ncol=2)
+  return _save(fig, out_dir, "wsd_branches")

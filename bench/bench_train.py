@@ -78,13 +78,12 @@ def time_steps(config, steps: int):
 
 
 def main(argv):
-  overrides = [(a[len("--config."):].partition("=")[0],
-                a.partition("=")[2]) for a in argv if a.startswith("--config.")]
+  rest, overrides = cli.split_overrides(argv)
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument("--depths", default="2,4,8")
-  args = parser.parse_args([a for a in argv if not a.startswith("--config.")])
+  args = parser.parse_args(rest)
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind}, jax {jax.__version__}")
   for dtype in args.dtypes.split(","):

@@ -196,19 +196,7 @@ def _check_coord(argv: list[str]) -> int:
   """``scaling check coord``: the coordinate check (``scaling.coord_check``)
   over widths and/or depths; prints the table and slopes, writes
   ``coord_check.csv`` and the log-log plot into ``--out``."""
-  overrides, rest = [], []
-  it = iter(argv)
-  for arg in it:
-    if arg.startswith("--config."):
-      key, eq, value = arg[len("--config."):].partition("=")
-      if not eq:
-        value = next(it, None)
-        if value is None:
-          raise config_lib.ConfigError(key, "override needs a value: "
-                                       f"--config.{key}=VALUE")
-      overrides.append((key, value))
-    else:
-      rest.append(arg)
+  rest, overrides = split_overrides(argv)
   parser = argparse.ArgumentParser(
       prog="scaling check coord",
       description="Train each width (or depth) a few steps at one learning "

@@ -20,7 +20,6 @@ width and reports the optimum's drift across width with intervals.
 
 from __future__ import annotations
 
-from analysis import transfer
 from experiments import generators
 from experiments import registry
 from scaling import config as config_lib
@@ -51,6 +50,13 @@ def build():
   return registry.Family(base, runs)
 
 
+def analyze_transfer(sweep_dir: str, out_dir: str) -> dict:
+  """:func:`analysis.transfer.analyze`, imported only when a sweep is analysed
+  (the analysis stack adds about 2 s to the start of every sweep process)."""
+  from analysis import transfer  # pylint: disable=import-outside-toplevel
+  return transfer.analyze(sweep_dir, out_dir)
+
+
 # The transfer check (Yang et al. 2022, Fig. 1): the same learning rates for
 # every width, under SP and under μP with the smallest width as the base.
 TRANSFER_PARAMETRIZATIONS = ("sp", "mup")
@@ -73,7 +79,7 @@ def transfer_config():
     description="peak_lr x 1/8..8 (one grid for all widths) x d_model 32..256"
     " x {sp, mup}, base d_model 32",
     cost="56 runs of 120 steps of 16 x 64 tokens: about 15 min on 2 idle CPU cores",
-    analyze=transfer.analyze)
+    analyze=analyze_transfer)
 def build_transfer():
   base = transfer_config()
   shapes = generators.width_ladder(2, WIDTHS, d_head=16)

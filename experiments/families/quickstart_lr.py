@@ -13,7 +13,6 @@ CPU cores.
 
 from __future__ import annotations
 
-from analysis import hparams_report
 from experiments import generators
 from experiments import registry
 from experiments.families import quickstart
@@ -25,6 +24,7 @@ MULTIPLIERS = (0.5, 1.0, 2.0, 4.0)
 
 def analyze(sweep_dir: str, out_dir: str) -> dict:
   """Each shape's best learning rate (``scaling analyze --hparams lr``)."""
+  from analysis import hparams_report  # pylint: disable=import-outside-toplevel
   return hparams_report.analyze_hparams(sweep_dir, out_dir, kinds=("lr",))
 
 

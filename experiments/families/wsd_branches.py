@@ -38,12 +38,9 @@ from __future__ import annotations
 import json
 import os
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 
-from analysis import report
 from experiments import generators
 from experiments import hparams
 from experiments import registry
@@ -135,6 +132,9 @@ def analyze(sweep_dir: str, out_dir: str | None = None) -> dict:
   Raises:
     FileNotFoundError: no ``results.csv``.
   """
+  # Imported here: the analysis stack adds about 2 s to every sweep process.
+  from analysis import plots  # pylint: disable=import-outside-toplevel
+  from analysis import report  # pylint: disable=import-outside-toplevel
   out_dir = out_dir or os.path.join(sweep_dir, "analysis")
   os.makedirs(out_dir, exist_ok=True)
   rows = pd.read_csv(os.path.join(sweep_dir, "results.csv"))
@@ -159,7 +159,7 @@ def analyze(sweep_dir: str, out_dir: str | None = None) -> dict:
         allocation={k: fit["allocation"].get(k) for k in ("a", "b")},
         bootstrap=a3["bootstrap"])
   result["endpoints"] = _endpoints(rows)
-  result["plots"] = _plot(out_dir, rows)
+  result["plots"] = plots.plot_wsd_branches(out_dir, rows)
   with open(os.path.join(out_dir, "wsd_branches.json"), "w") as f:
     json.dump(report.clean_json(result), f, indent=1)
   with open(os.path.join(out_dir, "wsd_branches.md"), "w") as f:
@@ -237,29 +237,6 @@ def render(result: dict) -> str:
                  f"{max(diffs):+.4f}).")
   lines += ["", "![loss against tokens](wsd_branches.png)", ""]
   return "\n".join(lines)
-
-
-def _plot(out_dir: str, rows: pd.DataFrame) -> list[str]:
-  """Final eval loss against D per size: branches (solid), cosine (dashed)."""
-  fig = Figure(figsize=(6.4, 4.6), layout="constrained")
-  FigureCanvasAgg(fig)
-  ax = fig.add_subplot(1, 1, 1)
-  fin = rows[rows["status"] == "finished"]
-  for i, (shape, group) in enumerate(fin.groupby("shape", sort=False)):
-    for role, style in (("branch", "o-"), ("independent", "s--")):
-      g = group[group["role"] == role].sort_values("tokens")
-      if len(g):
-        ax.plot(g["tokens"], g["eval_loss"], style, color=f"C{i}", ms=4,
-                label=f"{shape} {'WSD branch' if role == 'branch' else 'cosine'}")
-  ax.set_xscale("log")
-  ax.set_xlabel("training tokens D")
-  ax.set_ylabel("final eval loss (nats)")
-  ax.legend(fontsize=7, ncol=2)
-  names = []
-  for ext in ("png", "svg"):
-    fig.savefig(os.path.join(out_dir, f"wsd_branches.{ext}"), dpi=120)
-    names.append(f"wsd_branches.{ext}")
-  return names
 
 
 @registry.register(

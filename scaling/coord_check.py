@@ -53,13 +53,13 @@ def default_config(steps: int = 4, peak_lr: float = 1e-3
   step, a constant learning rate ``peak_lr`` from the first update (no
   warmup; 1e-3, microsoft/mup's Adam rate for its checks, keeps three
   updates in the regime the scaling rules describe: at 1e-2 the residual
-  stream moves several times its own size by t = 3), no weight decay and the readout zero-initialised
-  (``model.zero_init = readout``), as microsoft/mup's coordinate checks
-  train: the random readout's part of the logits' change falls as
-  width^(−1/2) and would hide the Θ(1) learned part at small widths. With a
-  zero readout no gradient reaches the other layers in the first update, so
-  at t = 1 only the logits move. Widths and depths are set by
-  :func:`shape_config`."""
+  stream moves several times its own size by t = 3), no weight decay and
+  the readout zero-initialised (``model.zero_init = readout``), as
+  microsoft/mup's coordinate checks train: the random readout's part of the
+  logits' change falls as width^(−1/2) and would hide the Θ(1) learned part
+  at small widths. With a zero readout no gradient reaches the other layers
+  in the first update, so at t = 1 only the logits move. Widths and depths
+  are set by :func:`shape_config`."""
   c = config_lib.default_config()
   c.batch_size = 8
   c.seq_len = 64

@@ -201,20 +201,6 @@ class TaskEvaluator:
     return {f"{self.prefix}{k}": v for k, v in out.items()}
 
 
-def in_loop_attention(objective_name: str) -> str:
-  """How an objective's model reads a task row zero-shot: ``causal`` for a
-  causal-attention objective (causal LM, FIM), else ``prefix`` (its trained
-  bidirectional prefix over the input).
-
-  Raises:
-    ValueError: masked LM (it gives no likelihood of an answer).
-  """
-  kind = objectives.attention_kind(objective_name)
-  if kind == "bidirectional":
-    raise ValueError(f"{objective_name}: no likelihood of an answer to rank")
-  return "causal" if kind == "causal" else "prefix"
-
-
 def load_eval_tasks(config, corpus) -> dict:
   """The tasks of ``eval.tasks`` at the run's ``seq_len`` (name → Task).
 
@@ -242,8 +228,9 @@ class InLoopTasks:
   """``eval.tasks``: zero-shot task scores of a pretraining run at each eval.
 
   Each task's validation split is scored without fine-tuning, its rows read
-  as the run's objective reads text (:func:`in_loop_attention`), through the
-  run's own eval step. Classification is ranked by the likelihood of each
+  as the run's objective reads text
+  (:func:`scaling.objectives.zero_shot_attention`), through the run's own
+  eval step. Classification is ranked by the likelihood of each
   candidate label, the in-loop evaluation of OLMo and lm-eval-harness:
   ``task_<name>_accuracy``, ``_accuracy_norm`` (ranked by NLL per byte),
   ``_macro_f1`` and ``_accuracy_se`` (the binomial standard error,
@@ -261,7 +248,7 @@ class InLoopTasks:
   """
 
   def __init__(self, config, tasks: dict, program):
-    attention = in_loop_attention(config.objective.name)
+    attention = objectives.zero_shot_attention(config.objective.name)
     self._evaluators = {
         name: TaskEvaluator(config, task, program, split="validation",
                             limit=config.eval.task_examples,

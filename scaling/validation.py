@@ -166,8 +166,7 @@ def _check_eval_tasks(config) -> None:
           f"{name!r} is neither a built-in task "
           f"({', '.join(tasks_registry.BUILTIN_TASKS)}) nor an existing "
           ".jsonl file."))
-  if names and objectives.attention_kind(config.objective.name) == (
-      "bidirectional"):
+  if names and objectives.zero_shot_attention(config.objective.name) is None:
     raise ConfigError("eval.tasks", (
         f"is '{config.eval.tasks}', but a {config.objective.name} model gives "
         "no likelihood of an answer to rank: set eval.tasks='' (fine-tune it "

@@ -98,14 +98,27 @@ def tiny():
   return tiny_config
 
 
+def pytest_configure(config):
+  """With pytest-xdist, files are handed out in the order below, not
+  re-sorted by their number of tests (xdist's default, which would start the
+  long one- or two-test files last)."""
+  if hasattr(config.option, "loadscopereorder"):
+    config.option.loadscopereorder = False
+
+
 def pytest_unconfigure(config):
-  del config
-  shutil.rmtree(_CACHES, ignore_errors=True)
+  if not hasattr(config, "workerinput"):  # the controller, after every worker
+    shutil.rmtree(_CACHES, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
-  """Files with slow tests first (each file's tests stay together, in their
-  order): with pytest-xdist (the README's ``-n 2``) the longest files start
-  early, so no worker runs one alone at the end."""
+  """Files with slow tests first, then the other files by their number of
+  tests, most first (each file's tests stay together, in their order): with
+  pytest-xdist (the README's ``-n 2``) the longest files start early, so no
+  worker runs one alone at the end."""
   slow = {item.path for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.path not in slow)
+  count = {}
+  for item in items:
+    count[item.path] = count.get(item.path, 0) + 1
+  items.sort(key=lambda item: (item.path not in slow,
+                               0 if item.path in slow else -count[item.path]))

@@ -73,6 +73,7 @@ def summaries(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow  # the fixture trains every objective
 def test_every_objective_trains_to_finite_losses(summaries):
   for name, (summary, workdir) in summaries.items():
     assert summary["status"] == "finished", (name, summary["reason"])
@@ -82,6 +83,7 @@ def test_every_objective_trains_to_finite_losses(summaries):
     assert on_disk["eval_bpb"] == summary["eval_bpb"], name
 
 
+@pytest.mark.slow  # the fixture trains every objective
 def test_loss_tokens_are_counted_honestly(summaries):
   corpus = sources.load_corpus(_config("causal_lm").data)
   ratio = {}
@@ -100,6 +102,7 @@ def test_loss_tokens_are_counted_honestly(summaries):
   assert 0.3 < ratio["prefix_lm"] < 0.7  # uniform split: half on average
 
 
+@pytest.mark.slow  # the fixture trains every objective
 def test_shared_view_numbers_and_not_applicable(summaries):
   for name, (summary, _) in summaries.items():
     if name == "masked_lm":

@@ -88,6 +88,7 @@ def _assert_same(workdir, reference):
   assert summary["status"] == "finished" and summary["step"] == 12
 
 
+@pytest.mark.slow  # real processes, killed and resumed
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, reference):
   rc, _ = _start_and_stop_after(tmp_path, 4, signal.SIGKILL)
   assert rc == -signal.SIGKILL
@@ -97,6 +98,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, reference):
   _assert_same(tmp_path, reference)
 
 
+@pytest.mark.slow  # real processes, killed and resumed
 def test_sigterm_saves_and_resumes(tmp_path, reference):
   rc, out = _start_and_stop_after(tmp_path, 4, signal.SIGTERM)
   assert rc == 143, out[-2000:]
@@ -111,6 +113,7 @@ def test_sigterm_saves_and_resumes(tmp_path, reference):
   _assert_same(tmp_path, reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate_array", "remove_commit_marker"])
 def test_broken_checkpoint_is_moved_aside(tmp_path, reference, damage):
   rc, _ = _start_and_stop_after(tmp_path, 8, signal.SIGKILL)

@@ -58,6 +58,7 @@ print("RESULT" + json.dumps(out))
 '''
 
 
+@pytest.mark.slow
 def test_meshes_give_the_same_losses_and_shard_params():
   stdout = run_subprocess(_SCRIPT, devices=8)
   out = json.loads(stdout.split("RESULT", 1)[1])

@@ -18,7 +18,7 @@ from scaling.objectives.masks import (decoder_only_raw_length,
                                       random_spans_noise_mask)
 from scaling.objectives.registry import (OBJECTIVES, ObjectiveSpec,
                                          attention_kind, make_spec, transform,
-                                         validate)
+                                         validate, zero_shot_attention)
 from scaling.objectives.rows import ExampleRows, example_rows
 from scaling.objectives.views import continuation_example, scoring_views
 
@@ -28,5 +28,5 @@ __all__ = [
     "decoder_only_raw_length", "example_rows", "fim", "fim_mode", "fold_in",
     "make_spec", "masked_lm", "prefix_lm", "random_spans_helper",
     "random_spans_noise_mask", "scoring_views", "span_corruption",
-    "transform", "ul2", "ul2_denoiser", "validate",
+    "transform", "ul2", "ul2_denoiser", "validate", "zero_shot_attention",
 ]

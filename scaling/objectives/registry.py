@@ -49,6 +49,20 @@ def attention_kind(objective_name: str) -> str:
   return _ATTENTION[objective_name]
 
 
+def zero_shot_attention(objective_name: str) -> str | None:
+  """How an objective's model reads a task row to score its answer zero-shot
+  (``eval.tasks``): ``"causal"`` for causal attention (causal LM, FIM),
+  ``"prefix"`` for a trained bidirectional prefix over the input (prefix LM,
+  span corruption, UL2), None for a masked LM, which gives no likelihood of
+  an answer.
+
+  Raises:
+    ConfigError: (``objective.name``) unknown objective.
+  """
+  kind = attention_kind(objective_name)
+  return None if kind == "bidirectional" else kind
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectiveSpec:
   """An objective with its settings, as the data plan uses it.

@@ -40,7 +40,8 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     ValueError: different lengths or no examples.
   """
   _same_length(y_true, y_pred)
-  return float(_lib("sklearn.metrics").accuracy_score(list(y_true), list(y_pred)))
+  sklearn_metrics = _lib("sklearn.metrics")
+  return float(sklearn_metrics.accuracy_score(list(y_true), list(y_pred)))
 
 
 def macro_f1(y_true: Sequence, y_pred: Sequence,
@@ -77,12 +78,14 @@ def span_scores(true_tags: Sequence[Sequence[str]],
     ValueError: different numbers of sequences or no sequence.
   """
   _same_length(true_tags, pred_tags)
-  args = dict(mode="strict", scheme=_lib("seqeval.scheme").IOB2, zero_division=0)
+  seqeval_metrics = _lib("seqeval.metrics")
+  args = dict(mode="strict", scheme=_lib("seqeval.scheme").IOB2,
+              zero_division=0)
   y_true, y_pred = [list(t) for t in true_tags], [list(p) for p in pred_tags]
   return dict(
-      precision=float(_lib("seqeval.metrics").precision_score(y_true, y_pred, **args)),
-      recall=float(_lib("seqeval.metrics").recall_score(y_true, y_pred, **args)),
-      f1=float(_lib("seqeval.metrics").f1_score(y_true, y_pred, **args)))
+      precision=float(seqeval_metrics.precision_score(y_true, y_pred, **args)),
+      recall=float(seqeval_metrics.recall_score(y_true, y_pred, **args)),
+      f1=float(seqeval_metrics.f1_score(y_true, y_pred, **args)))
 
 
 def span_f1(true_tags: Sequence[Sequence[str]],

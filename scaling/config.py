@@ -83,6 +83,7 @@ def default_config() -> ml_collections.ConfigDict:
       seed=0,
       val_fraction=0.05,
       max_tokens=-1,  # cap on unique training tokens; -1: whole corpus
+      row_order="shuffled",  # shuffled | stream (scaling.data.pipeline)
   ))
   c.objective = ml_collections.ConfigDict(dict(
       name="causal_lm",

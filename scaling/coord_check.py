@@ -160,7 +160,8 @@ def measure(config: ml_collections.ConfigDict, steps: int) -> list[dict]:
   data = pipeline.TrainStream(
       corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
       config.seq_len, config.batch_size, config.data.seed,
-      max_tokens=config.data.max_tokens, objective_cfg=config.objective)
+      max_tokens=config.data.max_tokens, objective_cfg=config.objective,
+      row_order=config.data.row_order)
   model = program.model
 
   def intermediates(params, batch):

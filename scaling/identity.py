@@ -75,6 +75,9 @@ INTRODUCED: dict[str, Any] = {
     "model.base_d_model": -1,
     "model.base_n_layers": -1,
     "model.zero_init": "none",
+    # Training rows read in stream order (consecutive stretches of the
+    # packed documents) before the window shuffle (scaling.data.pipeline).
+    "data.row_order": "stream",
 }
 
 

@@ -144,6 +144,7 @@ def _prepare(config, workdir, init_from: str | None) -> Setup:
         corpus, tok_lib.ByteTokenizer(config.tokenizer.n_sentinels),
         config.seq_len, config.batch_size, config.data.seed,
         max_tokens=config.data.max_tokens, objective_cfg=config.objective,
+        row_order=config.data.row_order,
         process_index=shard_index, process_count=shard_count)
 
   eval_tasks = task_eval.load_eval_tasks(config, corpus)

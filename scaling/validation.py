@@ -23,6 +23,7 @@ from scaling.config import check_keys
 from scaling.config import d_head
 from scaling.config import default_config
 from scaling.config import get_dotted
+from scaling.data import pipeline
 from scaling.data import sources
 from scaling.tasks import registry as tasks_registry
 
@@ -146,6 +147,9 @@ def _check_data_and_eval(config) -> None:
     raise ConfigError(
         "data.max_tokens", f"is {d.max_tokens}; use -1 (whole corpus) or a "
         "positive number of unique training tokens.")
+  if d.row_order not in pipeline.ROW_ORDERS:
+    raise ConfigError("data.row_order", f"is {d.row_order!r}; use one of "
+                      f"{', '.join(pipeline.ROW_ORDERS)}.")
   if e.batches == 0 or e.batches < -1:
     raise ConfigError("eval.batches", f"is {e.batches}; use a positive "
                       "number of batches, or -1 for the whole split.")

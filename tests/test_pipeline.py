@@ -101,13 +101,45 @@ def test_non_causal_objective_rows_come_from_objectives(monkeypatch):
   monkeypatch.setattr(pipeline, "objectives", fake)
   cfg = ml_collections.ConfigDict(dict(name="span_corruption"))
   s = _stream(_corpus(), objective_cfg=cfg, max_tokens=1000,
-              process_index=1, process_count=2)
+              process_index=1, process_count=2, row_order="stream")
   assert calls == dict(name="span_corruption", n_tokens=1001, seq_len=32,
                        seed=1, truncated=True)  # capped docs; the truncated one has no EOS
   assert s.unique_tokens == 1000
   np.testing.assert_array_equal(s.local_batch(2)["inputs"][:, 0],
                                 [20, 21, 22, 23])
   assert s.epochs_at(25) == pytest.approx(4.0)
+
+
+def test_shuffled_rows_permute_each_window_and_spread_a_batch():
+  corpus = _corpus(n_docs=400)
+  shuffled = _stream(corpus)  # the default: data.row_order=shuffled
+  stream = _stream(corpus, row_order="stream")
+  w = shuffled.source.window
+  assert w == int(shuffled.source.rows_per_epoch) > 100
+  j = np.arange(3 * w)
+  read = np.array([shuffled.source.source_row(int(k)) for k in j])
+  # A bijection that keeps each window: every stream row read once per pass.
+  np.testing.assert_array_equal(np.sort(read), j)
+  np.testing.assert_array_equal(read // w, j // w)
+  assert not np.array_equal(read[:w], read[w:2 * w] - w)  # windows differ
+  batch = shuffled.local_batch(3)
+  for key in BATCH_KEYS:
+    np.testing.assert_array_equal(
+        batch[key], np.stack([stream.source.row(int(read[24 + i]))[key]
+                              for i in range(8)]))
+  # A batch's rows come from all over the window; in stream order they are
+  # 8 consecutive rows (the negative control).
+  assert np.ptp(read[24:32]) > w // 4
+  in_order = [stream.source.row(24 + i)["inputs"] for i in range(8)]
+  np.testing.assert_array_equal(stream.local_batch(3)["inputs"], in_order)
+  other_seed = _stream(corpus, seed=2).source
+  assert [other_seed.source_row(k) for k in range(8)] != list(read[:8])
+  with pytest.raises(ValueError, match="row_order"):
+    _stream(corpus, row_order="sorted")
+  config = default_config()
+  config.data.row_order = "sorted"
+  with pytest.raises(ConfigError, match="data.row_order"):
+    validation.validate(config)
 
 
 def test_eval_batches_cover_the_split_once_and_are_fixed():

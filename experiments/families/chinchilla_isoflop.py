@@ -9,6 +9,15 @@ d_ff = 8/3 d_model rounded to 128); sequences of 2048 bytes, 256 sequences
 (0.5M tokens) per step, bfloat16 compute, hyperparameters from
 ``generators.DEFAULT_RULE``.
 
+No rematerialisation: with ``model.attention=auto`` (splash on TPU, cuDNN
+on GPU) no [B, H, L, L] score tensor is stored, so the largest run
+(L30, d_model 1920, one 2048-byte sequence per chip) needs 8,832 MiB of
+temporaries per v5e chip without remat (``scaling check sweep
+chinchilla_isoflop --topology v5e:16x16``) and fits its 16 GiB, and remat's
+second forward pass (a third more FLOPs per step) is not paid. The reference
+einsum would need 29,112 MiB there: a copy of this file with
+``model.remat = True`` (1,453 MiB) is how to run it with ``reference``.
+
 Cost: about 4e20 FLOPs in all: some 12 chip-days of an H100 or TPU v4 at 40%
 MFU, a few hours on a 64-chip slice; meant for accelerators (here:
 ``--dry-run``).
@@ -33,7 +42,7 @@ def build():
   base.batch_size = 256
   base.model.dtype = "bfloat16"
   base.model.mlp = "swiglu"
-  base.model.remat = True
+  base.model.remat = False  # see the module docstring
   # Sized for a 256-chip slice (v5e-256, v4-256): parameters and optimizer
   # state sharded 128 ways (ZeRO-3 style; every d_model of the ladder is a
   # multiple of 128), two data-parallel replicas.

@@ -1,8 +1,14 @@
 """Training and evaluation batches (grain) as host arrays.
 
-The batch at step ``k`` holds global rows ``[k B, (k+1) B)`` of the packed row
-source (B = global ``batch_size``), so it is a pure function of ``(data seed,
-k)``: resuming, or changing the number of processes, sees the same data. Each
+The batch at step ``k`` holds global rows ``[k B, (k+1) B)`` of the job (B =
+global ``batch_size``), so it is a pure function of ``(data seed, k)``:
+resuming, or changing the number of processes, sees the same data. With
+``data.row_order=shuffled`` (the default) job row ``j`` is row ``π_w(j)`` of
+the packed row source, ``π_w`` a seeded permutation of each window of
+``ROW_WINDOW`` consecutive rows (:class:`WindowShuffle`), so a batch draws
+its rows from all over the corpus instead of one stretch of one document;
+``stream`` (what every run did before the field existed) reads the source in
+order. Each
 process builds only its own contiguous block of rows (its block comes from
 ``scaling.sharding.process_shard``; ``scaling.sharding.to_global`` assembles
 the global array, DESIGN.md §2.3).
@@ -11,6 +17,7 @@ the global array, DESIGN.md §2.3).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Protocol
 
 import grain
@@ -26,6 +33,10 @@ from scaling.tokenizer import ByteTokenizer
 
 _MAX_ROWS = 2**62  # the row index space of a job: unbounded in practice
 _EVAL_ORDER_SEED = 0  # fixed: every run is scored on the same eval rows
+ROW_WINDOW = 2**16  # rows permuted together (8.5M tokens at seq_len 128)
+_WINDOW_STREAM = 1  # the permutations' random stream (packing uses 0)
+_WINDOWS_CACHED = 2  # a batch spans at most two windows
+ROW_ORDERS = ("shuffled", "stream")
 
 
 class RowSource(Protocol):
@@ -34,6 +45,46 @@ class RowSource(Protocol):
 
   def row(self, k: int) -> dict[str, np.ndarray]:
     ...
+
+
+class WindowShuffle:
+  """A row source read in a seeded order within windows of rows.
+
+  Row ``j`` is row ``w W + π_w(j − w W)`` of ``source``, ``w = j // W``,
+  ``π_w`` a permutation of ``range(W)`` drawn from ``(seed, w)``: a bijection
+  on the row indices, so every source row is read exactly once per pass and
+  epochs are counted as before. ``W = min(ROW_WINDOW, rows per epoch)`` (at
+  least 1), so a batch's rows come from anywhere in about an epoch of the
+  stream: with the stream read in order, consecutive rows are consecutive
+  stretches of the same documents, one batch of 16 x 129 bytes holds 2 KB
+  of one file, and the end of a run is fitted to the last few files it read.
+  """
+
+  def __init__(self, source: RowSource, seed: int):
+    self.source = source
+    self.rows_per_epoch = source.rows_per_epoch
+    self.window = int(max(1, min(ROW_WINDOW, source.rows_per_epoch)))
+    self.seed = seed
+    self._perms: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
+
+  def _perm(self, w: int) -> np.ndarray:
+    with self._lock:  # grain may read rows from several threads
+      perm = self._perms.get(w)
+      if perm is None:
+        perm = self._perms[w] = np.random.default_rng(
+            [self.seed, _WINDOW_STREAM, w]).permutation(self.window)
+        while len(self._perms) > _WINDOWS_CACHED:
+          self._perms.pop(next(iter(self._perms)))
+      return perm
+
+  def source_row(self, j: int) -> int:
+    """The source row that job row ``j`` reads."""
+    w, i = divmod(j, self.window)
+    return w * self.window + int(self._perm(w)[i])
+
+  def row(self, j: int) -> dict[str, np.ndarray]:
+    return self.source.row(self.source_row(j))
 
 
 class TrainStream:
@@ -50,7 +101,7 @@ class TrainStream:
   def __init__(self, corpus, tokenizer: ByteTokenizer, seq_len: int,
                batch_size: int, seed: int, max_tokens: int = -1,
                objective_cfg=None, process_index: int = 0,
-               process_count: int = 1):
+               process_count: int = 1, row_order: str = "shuffled"):
     """Tokenizes the training split and builds the row source.
 
     Args:
@@ -66,12 +117,18 @@ class TrainStream:
       process_index: this process's block of each batch (see
         :func:`scaling.sharding.process_shard`).
       process_count: number of blocks each batch is split into.
+      row_order: ``config.data.row_order``: ``shuffled`` (rows permuted
+        within windows, :class:`WindowShuffle`) or ``stream`` (in order).
 
     Raises:
-      ValueError: ``batch_size`` not divisible by ``process_count`` or
-        ``process_index`` out of range (``scaling.validation`` checks the
-        config's values before anything is built).
+      ValueError: ``batch_size`` not divisible by ``process_count``,
+        ``process_index`` out of range or an unknown ``row_order``
+        (``scaling.validation`` checks the config's values before anything
+        is built).
     """
+    if row_order not in ROW_ORDERS:
+      raise ValueError(f"row_order is {row_order!r}; use one of "
+                       f"{', '.join(ROW_ORDERS)}")
     if batch_size % process_count or not 0 <= process_index < process_count:
       raise ValueError(
           f"process {process_index} of {process_count} cannot hold an equal "
@@ -94,6 +151,8 @@ class TrainStream:
                                             capped.docs, seq_len, seed,
                                             truncated=capped.truncated)
       self.unique_tokens = capped.unique_tokens
+    if row_order == "shuffled":
+      self.source = WindowShuffle(self.source, seed)
     self._dataset = grain.MapDataset.range(_MAX_ROWS).map(
         self._local_row).batch(self.local_batch_size, drop_remainder=True)
 

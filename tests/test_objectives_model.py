@@ -245,7 +245,7 @@ def test_truncated_last_document_gets_no_eos():
   corpus = _corpus()
   s = _stream("masked_lm", corpus, max_tokens=1000)
   assert s.unique_tokens == 1000
-  source = s.source
+  source = s.source.source  # the objective's rows, under the window shuffle
   tokens = [ex["tokens"] for k in range(int(source.rows_per_epoch))
             for ex in source.row_plan(k)]
   # masked LM keeps every token: epoch 0 is exactly the capped stream

@@ -158,10 +158,11 @@ def test_auto_dtype_is_float32_on_cpu_and_bfloat16_on_accelerators():
   assert config_lib.compute_dtype("auto", "tpu") == "bfloat16"
   assert config_lib.compute_dtype("auto", "gpu") == "bfloat16"
   assert config_lib.compute_dtype("float32", "tpu") == "float32"
-  c = tiny_config()
+  before = {"data.row_order": "stream"}  # rows as read before the field
+  c = tiny_config(**before)
   assert c.model.dtype == "auto"
-  bf16 = tiny_config(**{"model.dtype": "bfloat16"})
-  f32 = tiny_config(**{"model.dtype": "float32"})
+  bf16 = tiny_config(**before, **{"model.dtype": "bfloat16"})
+  f32 = tiny_config(**before, **{"model.dtype": "float32"})
   # The hash records what runs: auto is float32 on CPU (every identity
   # recorded before the choice existed) and bfloat16 on TPU.
   assert identity.identity_hash(c, "h", platform="cpu") == \

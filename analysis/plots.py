@@ -4,9 +4,8 @@ Figures follow Hoffmann et al. 2022: isoFLOP curves with their parabolas and
 minima (Fig. 3 left), N_opt and D_opt versus C with fitted lines and bootstrap
 bands (Fig. 3 centre/right, Fig. 1), loss versus compute for every run with the
 envelope and the frontier fit (Fig. 2 left), contours of the fitted L(N, D)
-with the efficient frontier (Fig. 4), and the residuals of the parametric fit;
-the downstream two-step law follows Bhagia et al. 2024 Fig. 1 (metric
-against task loss with the sigmoid; predicted against observed).
+with the efficient frontier (Fig. 4), and the residuals of the parametric fit
+(downstream figures: ``analysis.plots_downstream``).
 Every function draws on a fresh ``Figure`` with an Agg canvas (no pyplot, no
 global backend switch) and writes ``<stem>.png`` and ``<stem>.svg``.
 """
@@ -24,7 +23,6 @@ import numpy as np
 
 from analysis import chinchilla
 from analysis import isoflop
-from analysis import sigmoid
 
 LOSS_LABEL = "loss (nats per token)"
 N_LABEL = "parameters N"
@@ -470,110 +468,6 @@ def plot_group_frontiers(out_dir: str, panels: dict, stem: str, *,
     if na:
       ax.text(0.01, 0.01, "not applicable:\n" + "\n".join(na),
               transform=ax.transAxes, fontsize=6, va="bottom")
-  return _save(fig, out_dir, stem)
-
-
-def _err(ci, value):
-  """[[below], [above]] error-bar lengths of an interval, or None."""
-  if not ci or ci[0] is None:
-    return None
-  return [[max(value - ci[0], 0.0)], [max(ci[1] - value, 0.0)]]
-
-
-def plot_downstream(out_dir: str, panels: dict, stem: str, *,
-                    metric_label: str = "metric",
-                    loss_label: str = "task loss (bits per byte)"
-                    ) -> list[str]:
-  """The two-step law: metric against task loss, predicted against observed.
-
-  Args:
-    out_dir: output directory.
-    panels: label → ``downstream.analyze`` dict (one colour each: the
-      whole table, or one per group).
-    stem: file stem.
-    metric_label, loss_label: axis labels.
-
-  Left: every run's (task loss, metric), the sigmoid that made the
-  prediction (fitted without the held-out runs; solid when identifiable,
-  dashed otherwise), the held-out runs observed (×) and predicted (◇, at
-  the predicted task loss, bars: the bootstrap intervals of both steps).
-  Right: the chain's prediction Acc(L̂(N, D)) against the observed metric,
-  fitted runs small (in-sample), held-out runs with the prediction's
-  interval; the diagonal is a perfect prediction.
-  """
-  fig, (ax, bx) = _figure(2, width=6.0, height=4.8)
-  palette = matplotlib.colormaps["tab10"]
-  lo_all, hi_all = [], []
-  for i, (label, e) in enumerate(panels.items()):
-    col = palette(i % 10)
-    pts = e.get("points") or {}
-    if not pts.get("task_loss"):
-      continue
-    x = np.asarray(pts["task_loss"], np.float64)
-    y = np.asarray(pts["metric"], np.float64)
-    held = np.asarray(pts["held_out"], bool)
-    fit = (e.get("holdout") or {}).get("fit") or e.get("full")
-    ax.scatter(x[~held], y[~held], s=14, color=col, alpha=0.7,
-               edgecolors="none")
-    ax.scatter(x[held], y[held], s=50, color=col, marker="x", zorder=4)
-    xs = [x]
-    runs = (e.get("holdout") or {}).get("runs") or []
-    for r in runs:
-      pl, pm = r["predicted"]["task_loss"], r["predicted"]["metric"]
-      xs.append(np.array([pl["value"]]))
-      ax.errorbar([pl["value"]], [pm["value"]], xerr=_err(pl.get("ci"),
-                                                          pl["value"]),
-                  yerr=_err(pm.get("ci"), pm["value"]), color=col,
-                  marker="D", mfc="white", ms=6, lw=1, capsize=3, zorder=5)
-    good = bool(fit and fit.get("identifiable") and not fit.get("unreliable"))
-    name = label
-    if fit:
-      st2 = fit["step2"]
-      par = {k: st2[k]["value"] for k in ("a", "b", "k", "L0")}
-      xall = np.concatenate(xs)
-      pad = 0.05 * (np.ptp(xall) or 0.1)
-      grid = np.linspace(xall.min() - pad, xall.max() + pad, 200)
-      ax.plot(grid, sigmoid.predict(par, grid), color=col, lw=1.6,
-              ls="-" if good else "--")
-      name += (f": k = {par['k']:.3g}, L0 = {par['L0']:.3g}"
-               + ("" if good else " (not identifiable)"
-                  if not fit.get("identifiable") else " (unreliable)"))
-    ax.plot([], [], color=col, marker="o", ls="-" if good else "--",
-            label=name)
-    pm_all = pts.get("predicted_metric")
-    if pm_all is not None:
-      pm_all = np.asarray(pm_all, np.float64)
-      bx.scatter(y[~held], pm_all[~held], s=12, color=col, alpha=0.5,
-                 edgecolors="none")
-      lo_all += [y.min(), pm_all.min()]
-      hi_all += [y.max(), pm_all.max()]
-    for r in runs:
-      pm = r["predicted"]["metric"]
-      obs = r["observed"]["metric"]
-      bx.errorbar([obs], [pm["value"]], yerr=_err(pm.get("ci"), pm["value"]),
-                  color=col, marker="D", mfc="white", ms=6, lw=1, capsize=3,
-                  zorder=5,
-                  label=f"{r['run']}: error {r['abs_error_points']:.2g} "
-                  "points")
-  ax.plot([], [], color="gray", marker="x", ls="none",
-          label="held-out run (observed)")
-  ax.plot([], [], color="gray", marker="D", mfc="white", ls="none",
-          label="held-out run (predicted, 95% bars)")
-  ax.set_xlabel(loss_label)
-  ax.set_ylabel(metric_label)
-  ax.set_title("Step 2: metric = a/(1+e^(-k(L-L0))) + b, fitted without the "
-               "held-out runs", fontsize=9)
-  ax.legend(fontsize=7, loc="upper right")
-  if lo_all:
-    lo, hi = min(lo_all), max(hi_all)
-    pad = 0.05 * (hi - lo or 0.1)
-    bx.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black",
-            lw=0.8, label="perfect prediction")
-  bx.set_xlabel(f"observed {metric_label}")
-  bx.set_ylabel(f"predicted {metric_label} (two steps from N, D)")
-  bx.set_title("Chained prediction: fitted runs (dots), held-out (◇)",
-               fontsize=9)
-  bx.legend(fontsize=7, loc="upper left")
   return _save(fig, out_dir, stem)
 
 

@@ -30,8 +30,8 @@ import pandas as pd
 
 from analysis import (allocation, bootstrap, chinchilla, data_constrained,
                       downstream, envelope, groups, headline, identify,
-                      isoflop, load, markdown, mle, plots, powerlaw,
-                      replicates, sensitivity)
+                      isoflop, load, markdown, mle, plots, plots_downstream,
+                      powerlaw, replicates, sensitivity)
 
 SCHEMA = "scaling.analysis.fit/2"
 DEFAULTS = dict(n_col=None, d_col=None, c_col=None, loss_col=None,
@@ -317,12 +317,12 @@ def _downstream(path: str, task, o: dict, group_by: str | None) -> dict:
 
 
 def _downstream_plots(out_dir: str, entries: dict | None) -> list[str]:
-  """One figure per metric (``plots.plot_downstream``)."""
+  """One figure per metric (``plots_downstream.plot_downstream``)."""
   files = []
   for metric, entry in (entries or {}).items():
     panels = ({g["group"]: g for g in entry["groups"]} if "groups" in entry
               else {metric: entry})
-    files += plots.plot_downstream(
+    files += plots_downstream.plot_downstream(
         out_dir, panels, downstream.figure_stem(metric), metric_label=metric,
         loss_label=f"task loss {entry['loss']} (bits per byte)")
   return files

@@ -20,8 +20,9 @@ fresh matmul measurement on all CPUs here):
 
 ``--baseline REV`` first measures the same for the code at git revision REV
 (a temporary worktree, its own quickstart and its ``bench/bench_train.py``),
-and the step-only MFU of this experiment's smallest shape under REV's code,
-so both stand side by side. Figures only; nothing is asserted.
+and the step time of this experiment's smallest shape under REV's code and
+this code alternately, ``--repeats`` times in fresh processes, with their
+medians, so both stand side by side. Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -49,7 +50,21 @@ from scaling import validation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_train  # pylint: disable=wrong-import-position
 from bench_train import random_batch  # pylint: disable=wrong-import-position
+
+
+def _overrides(flags: list[str]) -> list[tuple[str, str]]:
+  """``--config.KEY=VALUE`` flags as (KEY, VALUE) pairs."""
+  return [tuple(f[len("--config."):].split("=", 1)) for f in flags]
+
+
+def shape_flops(flags: list[str]) -> float:
+  """Exact training FLOPs of one step of ``bench_train``'s config with
+  ``flags`` (this code's count, for both sides: REV's bench prints its
+  GFLOP rounded to 2 decimals, too coarse for the smallest shapes)."""
+  return accounting.flops_per_step(bench_train.bench_config(
+      _overrides(flags)))["flops"]
 
 
 def shape_key(config) -> str:
@@ -71,8 +86,9 @@ def step_seconds(config, steps: int) -> float:
   with program.context():
     batch = sharding.to_global(random_batch(config, np.random.default_rng(0)),
                                mesh)
-    state, m = compiled(state, batch, program.hp)
-    jax.block_until_ready(m)
+    for _ in range(3):  # warm-up: the first calls of a process run slow
+      state, m = compiled(state, batch, program.hp)
+      jax.block_until_ready(m)
     best = float("inf")
     for _ in range(steps):
       t0 = time.perf_counter()
@@ -116,22 +132,49 @@ def train_sweep(name: str, workdir: pathlib.Path, workers: str,
   return workdir / name
 
 
+def _bench_train_ms(cwd: pathlib.Path, flags: list[str], steps: int) -> float:
+  """Best step time (ms) of ``bench/bench_train.py`` in the tree at ``cwd``,
+  in a fresh process."""
+  out = subprocess.run(
+      [sys.executable, "bench/bench_train.py", "--dtypes", "float32",
+       "--depths", "1", "--steps", str(steps), *flags], cwd=cwd,
+      env=dict(os.environ, PYTHONPATH=str(cwd)), capture_output=True,
+      text=True, check=True).stdout
+  return float(re.search(r"step time\s+([\d.]+) ms", out)[1])
+
+
+def smallest_side_by_side(tree: pathlib.Path, rev: str, shape_flags: list[str],
+                          rate: float, steps: int, repeats: int) -> None:
+  """The smallest shape's step, REV's code and this code alternately in
+  fresh processes (``bench_train.py`` of each tree), ``repeats`` times:
+  each time and the medians, with the same flags (the quickstart's
+  vocabulary, no sentinels) and with REV's default vocabulary (128
+  sentinels, what REV's quickstart ran at this shape)."""
+  same = shape_flags
+  rev_vocab = [f for f in shape_flags if "n_sentinels" not in f]
+  rows = {"REV, same flags": (tree, same), "this code, same flags": (ROOT, same),
+          "REV, its default vocabulary": (tree, rev_vocab)}
+  times = {k: [] for k in rows}
+  for _ in range(repeats):
+    for label, (cwd, flags) in rows.items():
+      times[label].append(_bench_train_ms(cwd, flags, steps))
+  for label, (_, flags) in rows.items():
+    ms = float(np.median(times[label]))
+    flops = shape_flops(flags)
+    print(f"[{label.replace('REV', rev)}] smallest shape, step only: median "
+          f"{ms:.2f} ms of {', '.join(f'{t:.1f}' for t in times[label])}; "
+          f"{flops / 1e6:.1f} MFLOP per step, MFU {flops / (ms / 1e3) / rate:.1%}")
+
+
 def baseline(rev: str, shape_flags: list[str], rate: float,
-             steps: int) -> None:
+             steps: int, repeats: int) -> None:
   """REV's quickstart ratio, and REV's step-only MFU at our smallest shape."""
   tree = pathlib.Path(tempfile.mkdtemp(prefix="bench-baseline-"))
   subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev],
                  cwd=ROOT, check=True, capture_output=True)
   try:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run(
-        [sys.executable, "bench/bench_train.py", "--dtypes", "float32",
-         "--depths", "1", "--steps", str(steps), *shape_flags],
-        cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
-    ms = float(re.search(r"step time\s+([\d.]+) ms", out)[1])
-    gflop = float(re.search(r"([\d.]+) GFLOP per step", out)[1])
-    print(f"[{rev}] smallest shape, step only: {ms:.1f} ms, "
-          f"MFU {gflop * 1e9 / (ms / 1e3) / rate:.1%}")
+    smallest_side_by_side(tree, rev, shape_flags, rate, steps, repeats)
     sweep_dir = train_sweep("quickstart", tree / "_sweep", "", tree)
     flops, wall, fps = sweep_rate(sweep_dir)
     print(f"[{rev}] quickstart: {flops:.3g} FLOPs in {wall:.0f} s: sweep-level "
@@ -150,7 +193,7 @@ def baseline(rev: str, shape_flags: list[str], rate: float,
            "--depths", "1", "--steps", str(steps), *flags], cwd=tree, env=env,
           capture_output=True, text=True, check=True).stdout
       times[shape] = (float(re.search(r"step time\s+([\d.]+) ms", o)[1]) / 1e3,
-                      float(re.search(r"([\d.]+) GFLOP per step", o)[1]) * 1e9)
+                      shape_flops(flags))
     busy = sum(r["flops"] / times[(r["d_model"], r["n_layers"], r["n_heads"],
                                    r["d_ff"])][1] * times[(
         r["d_model"], r["n_layers"], r["n_heads"], r["d_ff"])][0]
@@ -171,6 +214,8 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--workers", default="auto")
   parser.add_argument("--steps", type=int, default=15)
   parser.add_argument("--baseline", default=None, metavar="REV")
+  parser.add_argument("--repeats", type=int, default=5,
+                      help="side-by-side repeats of the smallest shape's step")
   args = parser.parse_args(argv)
   devices = jax.devices()
   rate = peak.measure_matmul_flops(devices, "float32")["flops_per_sec"]
@@ -187,7 +232,7 @@ def main(argv: list[str]) -> int:
         f"--config.model.d_ff={m.d_ff}", f"--config.seq_len={smallest.config.seq_len}",
         f"--config.batch_size={smallest.config.batch_size}",
         f"--config.tokenizer.n_sentinels={smallest.config.tokenizer.n_sentinels}"],
-             rate, args.steps)
+             rate, args.steps, args.repeats)
   step_mfu = {}
   for run in sorted(runs, key=lambda r: accounting.flops_per_step(r.config)["flops"]):
     key = shape_key(run.config)

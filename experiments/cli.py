@@ -97,8 +97,9 @@ def sweep_parser() -> argparse.ArgumentParser:
 def resolve_workers(args: argparse.Namespace, n_cpus: int) -> int:
   """The worker count of ``--workers N|auto``.
 
-  ``auto`` is ``n_cpus`` (capped at the runs left to train) on a CPU
-  backend in a single-process job, else 1; a dry run uses 1.
+  ``auto`` is ``n_cpus`` (capped at the runs left to train, unless the
+  experiment has a downstream stage) on a CPU backend in a single-process
+  job, else 1; a dry run uses 1.
 
   Raises:
     ConfigError: (``--workers``) not a positive integer or ``auto``.
@@ -124,6 +125,8 @@ def resolve_workers(args: argparse.Namespace, n_cpus: int) -> int:
                             epath.Path(args.workdir) / experiment.name,
                             args.retry_failed)
   left = sum(not plan.done(p) for p in plan.runs)
+  if experiment.downstream is not None and args.only is None:
+    left = n_cpus  # its downstream stage has jobs of its own for the workers
   return max(1, min(n_cpus, left))
 
 

@@ -148,6 +148,8 @@ class Experiment:
     base: the base config the runs were generated from.
     runs: the runs, in the order the runner trains them.
     notes: generator notes (e.g. runs dropped for too few steps).
+    analyze: the experiment's own analysis (see :func:`register`), or None.
+    downstream: its stage after training (see :func:`register`), or None.
   """
 
   name: str
@@ -157,6 +159,7 @@ class Experiment:
   runs: list[Run]
   notes: list[str] = dataclasses.field(default_factory=list)
   analyze: Callable[[str, str], dict] | None = None
+  downstream: Callable[..., None] | None = None
 
   @property
   def total_flops(self) -> float:
@@ -209,6 +212,7 @@ class _Entry:
   cost: str
   builder: Callable[[], tuple]
   analyze: Callable[[str, str], dict] | None = None
+  downstream: Callable[..., None] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -216,12 +220,19 @@ _DISCOVERED = False
 
 
 def register(name: str, description: str, cost: str = "",
-             analyze: Callable[[str, str], dict] | None = None):
+             analyze: Callable[[str, str], dict] | None = None,
+             downstream: Callable[..., None] | None = None):
   """Decorator registering ``builder() -> Family`` as ``name``.
 
   ``analyze(sweep_dir, out_dir) -> dict`` replaces the default analysis
   (``analysis.report.analyze``) for experiments whose runs must not be fitted
   as one family (e.g. different objectives).
+
+  ``downstream(experiment, sweep_dir, claim, out)`` is a stage every sweep
+  worker runs once all of the experiment's runs are finished, before the
+  tables and the analysis: fine-tunes of the runs' checkpoints
+  (``experiments.downstream``), each claimed with ``claim(name)`` (a
+  ``scaling.claims.Claim``) so that every job runs once across workers.
 
   Raises:
     ValueError: if ``name`` is already registered by another builder.
@@ -234,7 +245,8 @@ def register(name: str, description: str, cost: str = "",
         != (builder.__module__, builder.__qualname__)):
       raise ValueError(f"experiment '{name}' is already registered by "
                        f"{previous.builder.__module__}")
-    _REGISTRY[name] = _Entry(name, description, cost, builder, analyze)
+    _REGISTRY[name] = _Entry(name, description, cost, builder, analyze,
+                             downstream)
     return builder
 
   return decorate
@@ -289,7 +301,7 @@ def lookup(name: str) -> Experiment:
   experiment = Experiment(name=name, description=entry.description,
                           cost=entry.cost, base=family.base,
                           runs=list(family.runs), notes=list(family.notes),
-                          analyze=entry.analyze)
+                          analyze=entry.analyze, downstream=entry.downstream)
   experiment.check()
   return experiment
 

@@ -281,7 +281,8 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
   Args:
     experiment: a registered name or an :class:`registry.Experiment`.
     workdir: the sweep root; the sweep directory is ``workdir/<name>``.
-    only: regex; train only runs whose short or full name matches.
+    only: regex; train only runs whose short or full name matches (and skip
+      the experiment's downstream stage, which picks from all its runs).
     dry: print the runs and their FLOPs; train nothing, write nothing.
     cache_dir: JAX persistent compilation cache (default
       ``workdir/.jax_cache``, or ``lock_dir/.jax_cache`` for a ``gs://``
@@ -343,7 +344,25 @@ def run_sweep(experiment: str | registry.Experiment, workdir: str, *,
       _claim_and_train(plan, where, log, bar, tally, wait, poll_seconds, out)
     finally:
       bar.close()
+    if only is None:  # a partial sweep would pick from part of the runs
+      _downstream(experiment, sweep_dir, where, wait, out)
   return _finish(plan, where, tally, analyze, started_at, out)
+
+
+def _downstream(experiment: registry.Experiment, sweep_dir, where: _Claims,
+                wait: bool, out: TextIO) -> None:
+  """The experiment's downstream stage, once its runs are finished (every
+  worker runs it; each job is claimed, so each runs once). Single-process
+  sweeps only: its jobs are not coordinated across ``jax.distributed``
+  processes."""
+  if experiment.downstream is None or not wait:
+    return
+  if jax.process_count() > 1:
+    print(f"sweep {experiment.name}: downstream stage skipped (it runs in "
+          "single-process sweeps; run `scaling sweep` on one host for it)",
+          file=out)
+    return
+  experiment.downstream(experiment, os.fspath(sweep_dir), where.of, out)
 
 
 def _finish(plan: plan_lib.SweepPlan, where: _Claims, tally: _Tally,

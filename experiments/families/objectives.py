@@ -35,7 +35,7 @@ lines.
 Sizing (2 CPU cores): 6 objectives × 3 budgets (1e11 to 6e11 FLOPs) × 4
 two-layer sizes (d_model 8 to 32) = 72 runs of 16 × 128 tokens per step,
 2.3e13 FLOPs in all, then (6 × 3 + 3) × 5 seeds = 105 fine-tunes of 300
-steps: 16 min 20 s from an empty directory with 2 workers, the fine-tunes
+steps: 17 min 22 s from an empty directory with 2 workers, the fine-tunes
 about 5 of them (a single fine-tune takes 2 to 9 s). Span corruption's
 shared views stay above the unigram entropy at these budgets; every other
 objective's are below it from the smallest.
@@ -257,7 +257,7 @@ def _two_step(runs: pd.DataFrame, out_dir: str) -> dict:
     "objectives",
     description=("6 objectives x 3 budgets x 3 sizes at equal FLOPs, scored "
                  "on the shared bits-per-byte view and fine-tuned downstream"),
-    cost="about 16 min on 2 CPU cores (compile and 105 fine-tunes included)",
+    cost="about 17 min on 2 CPU cores (compile and 105 fine-tunes included)",
     analyze=analyze, downstream=run_downstream)
 def build():
   base = base_config()

@@ -96,7 +96,7 @@ def _downstream_lines(d: dict) -> tuple[list[str], list[str]]:
              + ", Holm-corrected per budget, α = 0.05):", "", *[f"- {line}" for line in
                                          m["distinguishable"].splitlines()],
              ""]
-    last = [line for line in m["distinguishable"].splitlines()][-1]
+    last = m["distinguishable"].splitlines()[-1]
     first.append(f"Downstream {metric}, ranking at the largest budget: "
                  + " > ".join(m["ranking"][top]) + f"; {last}.")
   body.append("![downstream](objectives_downstream.png)")

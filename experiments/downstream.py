@@ -41,6 +41,7 @@ from typing import Callable, Sequence, TextIO
 
 import pandas as pd
 
+from experiments import tables
 from scaling import finetune as finetune_lib
 from scaling import metrics
 from scaling import rundir
@@ -133,14 +134,8 @@ def stage_dir(sweep_dir: str, task: str,
 
 
 def job_dir(sweep_dir: str, task: str, overrides, job: Job) -> str:
+  """A job's run directory, inside :func:`stage_dir`."""
   return os.path.join(stage_dir(sweep_dir, task, overrides), job.name)
-
-
-def _read_summary(path: str) -> dict | None:
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def run(jobs: Sequence[Job], sweep_dir: str, task: str,
@@ -149,7 +144,7 @@ def run(jobs: Sequence[Job], sweep_dir: str, task: str,
   """Runs the jobs not yet done (module docstring, step 3); never raises for
   a job's own failure."""
   todo = [j for j in jobs
-          if _read_summary(os.path.join(job_dir(sweep_dir, task, overrides, j),
+          if tables.read_json(os.path.join(job_dir(sweep_dir, task, overrides, j),
                                         "summary.json")) is None]
   print(f"downstream: {len(jobs)} fine-tunes on {task}, {len(jobs) - len(todo)}"
         " already done", file=out, flush=True)
@@ -159,14 +154,14 @@ def run(jobs: Sequence[Job], sweep_dir: str, task: str,
       continue  # another worker has it
     try:
       path = job_dir(sweep_dir, task, overrides, job)
-      if _read_summary(os.path.join(path, "summary.json")) is not None:
+      if tables.read_json(os.path.join(path, "summary.json")) is not None:
         continue
       t0 = time.time()
       source_dir = os.path.join(os.fspath(sweep_dir), job.source)
       record = rundir.read_run_config(source_dir)
       config = finetune_lib.finetune_config(
           record["config"], [*overrides, ("train.seed", str(job.seed))])
-      step = (_read_summary(os.path.join(source_dir, "summary.json"))
+      step = (tables.read_json(os.path.join(source_dir, "summary.json"))
               or {}).get("step")
       init_from = None if job.scratch else f"{source_dir}@{step}"
       try:
@@ -187,7 +182,7 @@ def run(jobs: Sequence[Job], sweep_dir: str, task: str,
 
 def _task_sizes(path: str) -> dict:
   """The task's split sizes recorded in a fine-tune's ``config.json``."""
-  record = _read_summary(os.path.join(path, "config.json")) or {}
+  record = tables.read_json(os.path.join(path, "config.json")) or {}
   return dict((record.get("task") or {}).get("sizes") or {})
 
 
@@ -207,7 +202,7 @@ def collect(sweep_dir: str, task: str, overrides: Sequence[tuple[str, str]],
   rows = []
   for job in jobs:
     path = job_dir(sweep_dir, task, overrides, job)
-    summary = _read_summary(os.path.join(path, "summary.json")) or {}
+    summary = tables.read_json(os.path.join(path, "summary.json")) or {}
     source = by_run.loc[job.source] if job.source in by_run.index else {}
     row = dict(dataclasses.asdict(job), task=task,
                status=summary.get("status", "missing"),

@@ -54,6 +54,7 @@ import pandas as pd
 from experiments import downstream
 from experiments import generators
 from experiments import registry
+from experiments import tables
 from scaling import config as config_lib
 
 OBJECTIVES = ("causal_lm", "prefix_lm", "span_corruption", "ul2", "fim",
@@ -126,17 +127,8 @@ def run_downstream(experiment, sweep_dir: str, claim, out) -> None:
   """The sweep's downstream stage (``registry.register(downstream=...)``):
   the compute-optimal runs' fine-tunes and the scratch baseline
   (``experiments.downstream``)."""
-  rows = []
-  for run in experiment.runs:
-    path = os.path.join(sweep_dir, run.name(), "summary.json")
-    summary = {}
-    if os.path.exists(path):
-      with open(path) as f:
-        summary = json.load(f)
-    rows.append(dict(run=run.name(), objective=run.config.objective.name,
-                     budget=run.budget, status=summary.get("status"),
-                     eval_loss=summary.get("eval_loss"),
-                     train_loss=summary.get("train_loss")))
+  rows = [tables.result_row(run, run.name(), *tables.run_status(
+      os.path.join(sweep_dir, run.name()))) for run in experiment.runs]
   downstream.run(_jobs(pd.DataFrame(rows)), sweep_dir, TASK,
                  FINETUNE_OVERRIDES, claim, out)
 
